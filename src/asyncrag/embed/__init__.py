@@ -1,0 +1,24 @@
+"""Embedding backends behind one factory: `load_embedder("minilm" | PATH | "openai:MODEL")`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from asyncrag.embed.base import Embedder
+
+
+def load_embedder(spec: str, batch_size: int = 64) -> Embedder:
+    if spec == "minilm":
+        from asyncrag.embed.local import load_minilm
+
+        return load_minilm(batch_size)
+    if spec.startswith("openai:"):
+        from asyncrag.embed.openai import OpenAIEmbedder
+
+        return OpenAIEmbedder(spec.removeprefix("openai:"))
+    from asyncrag.embed.local import LocalEmbedder
+
+    return LocalEmbedder(Path(spec).expanduser(), batch_size=batch_size)
+
+
+__all__ = ["Embedder", "load_embedder"]

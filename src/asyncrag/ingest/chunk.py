@@ -1,0 +1,74 @@
+"""Split Documents into chunks that fit the embedding model's window, measured in its own tokens."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from llama_index.core.node_parser import SentenceSplitter
+from llama_index.core.schema import BaseNode, Document, NodeRelationship, RelatedNodeInfo
+
+# Room for [CLS]/[SEP] and the "key: value\n\n" glue that LlamaIndex puts around embedded metadata.
+RESERVED_TOKENS = 8
+
+
+@dataclass(frozen=True)
+class ChunkSpec:
+    """Everything a parser process needs to chunk exactly as the main process would."""
+
+    chunk_size: int
+    chunk_overlap: int
+    tokenizer_file: Path | None = None  # None: count tokens with tiktoken
+
+
+def chunk_spec_for(max_tokens: int, tokenizer_file: Path | None, chunk_size: int | None, overlap: int) -> ChunkSpec:
+    size = chunk_size or max_tokens - RESERVED_TOKENS
+    if size > max_tokens - RESERVED_TOKENS and tokenizer_file is not None:
+        raise ValueError(f"chunk_size {size} exceeds the embedding model's window of {max_tokens} tokens")
+    return ChunkSpec(size, min(overlap, size // 4), tokenizer_file)
+
+
+def node_id(source: str, page: int | None, position: int, text: str) -> str:
+    """Stable ids: the same chunk of the same file gets the same id on every run."""
+    key = f"{source}\x00{page}\x00{position}\x00{text}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _token_counter(tokenizer_file: Path | None) -> Callable[[str], list] | None:
+    if tokenizer_file is None:
+        return None
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return lambda text: tokenizer.encode(text, add_special_tokens=False).ids
+
+
+def make_splitter(spec: ChunkSpec) -> SentenceSplitter:
+    return SentenceSplitter(
+        chunk_size=spec.chunk_size,
+        chunk_overlap=spec.chunk_overlap,
+        tokenizer=_token_counter(spec.tokenizer_file),
+        include_prev_next_rel=False,  # ids are set after splitting; nothing must point at the old ones
+    )
+
+
+def chunk(splitter: SentenceSplitter, docs: list[Document]) -> list[BaseNode]:
+    """Chunks with stable ids and their position (0, 1, ...) within their page or file.
+
+    Every chunk's ref_doc_id is its file, so that deleting a file deletes all of its pages' chunks.
+    """
+    nodes = splitter.get_nodes_from_documents(docs)
+    positions: dict[int | None, int] = {}
+    for node in nodes:
+        page = node.metadata.get("page")
+        position = positions[page] = positions.get(page, -1) + 1
+        node.id_ = node_id(node.metadata["source"], page, position, node.get_content())
+        node.metadata["position"] = position
+        node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=node.metadata["source"])
+        node.excluded_embed_metadata_keys.append("position")
+        node.excluded_llm_metadata_keys.append("position")
+    return nodes

@@ -1,0 +1,136 @@
+"""Coalesce many concurrent small requests into few large ones.
+
+Milvus answers one insert of 1000 rows, or one search with 1000 query vectors, far
+faster than 1000 separate requests. A `Coalescer` lets a thousand independent
+callers each `await submit(key, item)` while it sends their items in batches:
+items with the same `key` (same collection, filter, top-k, ...) can share a request.
+
+Guarantees:
+- each caller gets exactly its own result or its own exception;
+- a failing batch is retried item by item, so one bad item never fails its neighbours;
+- a caller cancelled before its batch is sent is dropped from the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
+R = TypeVar("R")
+
+RunBatch = Callable[[K, list[T]], Awaitable[Sequence[R]]]
+
+
+@dataclass
+class _Pending(Generic[T, R]):
+    items: list[T] = field(default_factory=list)
+    futures: list[asyncio.Future[R]] = field(default_factory=list)
+    count: int = 0
+    nbytes: int = 0
+    timer: asyncio.TimerHandle | None = None
+
+
+class Coalescer(Generic[K, T, R]):
+    """Batch `submit` calls per key; flush by count, by bytes, or after `max_wait` seconds.
+
+    `run_batch(key, items)` must return one result per item, in order. `count_of` and
+    `size_of` weigh an item (rows, bytes) against `max_items` and `max_bytes`.
+    `max_in_flight` bounds concurrent batches (backpressure on the server).
+    """
+
+    def __init__(
+        self,
+        run_batch: RunBatch[K, T, R],
+        *,
+        max_items: int = 1000,
+        max_bytes: int = 16 * 1024 * 1024,
+        max_wait: float = 0.002,
+        max_in_flight: int = 4,
+        count_of: Callable[[T], int] = lambda _: 1,
+        size_of: Callable[[T], int] = lambda _: 0,
+    ) -> None:
+        self._run_batch = run_batch
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.max_wait = max_wait
+        self._count_of = count_of
+        self._size_of = size_of
+        self._pending: dict[K, _Pending[T, R]] = {}
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.batches_sent = 0
+
+    async def submit(self, key: K, item: T) -> R:
+        count, size = self._count_of(item), self._size_of(item)
+        pending = self._pending.get(key)
+        if pending is not None and (
+            pending.count + count > self.max_items or pending.nbytes + size > self.max_bytes
+        ):
+            self._flush(key)
+            pending = None
+        if pending is None:
+            pending = self._pending[key] = _Pending()
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        pending.items.append(item)
+        pending.futures.append(future)
+        pending.count += count
+        pending.nbytes += size
+        if pending.count >= self.max_items or pending.nbytes >= self.max_bytes:
+            self._flush(key)
+        elif pending.timer is None:
+            pending.timer = asyncio.get_running_loop().call_later(self.max_wait, self._flush, key)
+        return await future
+
+    async def drain(self) -> None:
+        """Send everything pending and wait for all batches in flight."""
+        for key in list(self._pending):
+            self._flush(key)
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _flush(self, key: K) -> None:
+        pending = self._pending.pop(key, None)
+        if pending is None:
+            return
+        if pending.timer is not None:
+            pending.timer.cancel()
+        live = [(i, f) for i, f in zip(pending.items, pending.futures) if not f.done()]
+        if not live:
+            return
+        task = asyncio.ensure_future(self._send(key, live))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, key: K, live: list[tuple[T, asyncio.Future[R]]]) -> None:
+        async with self._slots:
+            live = [(i, f) for i, f in live if not f.done()]  # drop callers cancelled while queued
+            if not live:
+                return
+            try:
+                self.batches_sent += 1
+                results = await self._run_batch(key, [i for i, _ in live])
+                if len(results) != len(live):
+                    raise RuntimeError(f"batch returned {len(results)} results for {len(live)} items")
+            except Exception as batch_error:
+                if len(live) == 1:
+                    _settle(live[0][1], error=batch_error)
+                    return
+                results = None
+        if results is None:  # isolate the bad item(s): every caller gets its own outcome
+            await asyncio.gather(*(self._send(key, [pair]) for pair in live))
+            return
+        for (_, future), result in zip(live, results):
+            _settle(future, result=result)
+
+
+def _settle(future: asyncio.Future[R], *, result: R | None = None, error: BaseException | None = None) -> None:
+    if future.done():  # the caller was cancelled while its batch was in flight
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)  # type: ignore[arg-type]
