@@ -39,8 +39,8 @@ class Settings(BaseSettings):
 
     # "local" (bundled SmolLM2 via transformers), "llamacpp", "openai:MODEL", or "none".
     llm: str = "local"
-    max_answer_tokens: int = 256
-    top_k: int = 5
+    max_answer_tokens: int = 200
+    top_k: int = 3  # small local LLMs answer best from few sources
 
     # Parser processes for PDF/DOCX/HTML; 0 parses in threads of this process.
     parse_workers: int = max(1, min(2, os.cpu_count() or 1))

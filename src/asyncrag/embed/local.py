@@ -39,6 +39,7 @@ class LocalEmbedder:
 
         if not path.is_dir():
             raise ValueError(f"embedding model folder not found: {path}")
+        self.path = path
         self.model = SentenceTransformer(str(path), device="cpu")
         self.name = name or path.name
         self.dim = int(self.model.get_embedding_dimension())

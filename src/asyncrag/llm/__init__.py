@@ -8,6 +8,7 @@ Specs: "local" (llama.cpp when installed, else transformers), "llamacpp", "trans
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 from asyncrag.llm.base import ChatModel, LLMUnavailable
@@ -35,7 +36,11 @@ def bundled_gguf() -> Path:
     return path
 
 
-def load_llm(spec: str) -> ChatModel | None:
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "asyncrag"
+
+
+def load_llm(spec: str, cache_dir: Path | None = None) -> ChatModel | None:
     """The configured model, None for "none"; LLMUnavailable says what to do when it cannot load."""
     if spec == "none":
         return None
@@ -54,7 +59,7 @@ def load_llm(spec: str) -> ChatModel | None:
     if spec == "transformers":
         from asyncrag.llm.transformers_gguf import TransformersGGUF
 
-        return TransformersGGUF(bundled_gguf())
+        return TransformersGGUF(bundled_gguf(), SMOLLM2_SHA256, cache_dir or default_cache_dir())
     raise LLMUnavailable(f"unknown LLM {spec!r}. {HOW_TO}")
 
 

@@ -1,0 +1,157 @@
+"""Ingest benchmark: asyncrag end to end vs the bare embedding model vs the tutorial's way.
+
+On the tutorial's data (../shared/data: the essay and the 307-page Uber PDF), in one run:
+
+1. asyncrag: read, parse, chunk, embed, write (Milvus Lite), overlapping;
+2. the bare embedding model on the very same chunk texts: the CPU ceiling for any pipeline;
+3. the tutorial's way with the same model and chunk size: SimpleDirectoryReader (with
+   llama-index-readers-file) + VectorStoreIndex.from_documents(use_async=True) into
+   LlamaIndex's MilvusVectorStore.
+
+Then the time to answer the sample question (retrieval + local LLM) on the sample corpus.
+
+    python benchmarks/ingest.py [--files A B ...] [--skip-tutorial] [--out benchmarks/results/ingest.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from asyncrag.embed.local import LocalEmbedder, load_minilm
+from asyncrag.ingest.chunk import ChunkSpec, chunk, make_splitter
+from asyncrag.ingest.parse import Unit, init_worker, parse, plan
+from asyncrag.rag import AsyncRAG
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+SAMPLE_QUESTION = "When was the Kestrel Valley Tea Cooperative founded, and by whom?"
+
+
+def chunk_texts(files: list[Path], spec: ChunkSpec) -> list[str]:
+    """The exact texts asyncrag embeds, made the way its pipeline makes them (not timed)."""
+    from llama_index.core.schema import MetadataMode
+
+    init_worker(spec)
+    units: list[Unit] = [u for f in files for u in plan(f, 10_000)]
+    return [n.get_content(metadata_mode=MetadataMode.EMBED) for u in units for n in parse(u)]
+
+
+def bench_asyncrag(files: list[Path], embedder: LocalEmbedder, db: str) -> dict:
+    async def run():
+        async with AsyncRAG(embedder=embedder, uri=db, collection="asyncrag_bench", llm="none") as rag:
+            return await rag.ingest(files)
+
+    report = asyncio.run(run())
+    assert report.ok, report.failures
+    return {"seconds": report.seconds, "chunks": report.chunks}
+
+
+def bench_bare_model(texts: list[str], embedder: LocalEmbedder) -> dict:
+    started = time.perf_counter()
+    embedder.embed(texts)
+    return {"seconds": time.perf_counter() - started, "chunks": len(texts)}
+
+
+def bench_tutorial(files: list[Path], embedder: LocalEmbedder, spec: ChunkSpec, db: str) -> dict:
+    from llama_index.core import Settings, SimpleDirectoryReader, StorageContext, VectorStoreIndex
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+    from llama_index.vector_stores.milvus import MilvusVectorStore
+
+    Settings.embed_model = HuggingFaceEmbedding(model_name=str(embedder.path), device="cpu")
+    Settings.text_splitter = make_splitter(spec)  # same chunk size, counted in the same tokens
+    started = time.perf_counter()
+    documents = SimpleDirectoryReader(input_files=[str(f) for f in files]).load_data()
+    store = MilvusVectorStore(uri=db, collection_name="tutorial_bench", dim=embedder.dim, overwrite=True)
+    VectorStoreIndex.from_documents(
+        documents, storage_context=StorageContext.from_defaults(vector_store=store), use_async=True
+    )
+    seconds = time.perf_counter() - started
+    store.client.flush("tutorial_bench")
+    rows = store.client.query("tutorial_bench", filter="", output_fields=["count(*)"])
+    return {"seconds": seconds, "chunks": int(rows[0]["count(*)"])}
+
+
+def bench_answer(embedder: LocalEmbedder, db: str) -> dict:
+    async def run():
+        async with AsyncRAG(embedder=embedder, uri=db, collection="sample", parse_workers=0) as rag:
+            await rag.ingest([ROOT / "examples" / "corpus"])
+            started = time.perf_counter()
+            llm = await rag.llm()
+            loaded = time.perf_counter()
+            first: list[float] = []
+            answer = await rag.ask(SAMPLE_QUESTION, on_token=lambda _: first or first.append(time.perf_counter()))
+            done = time.perf_counter()
+            return {
+                "llm": getattr(llm, "name", "none"),
+                "load_seconds": loaded - started,
+                "first_token_seconds": (first[0] if first else done) - loaded,
+                "answer_seconds": done - loaded,
+                "answer": answer.answer,
+            }
+
+    return asyncio.run(run())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", nargs="*", type=Path, default=[DATA / "paul_graham_essay.txt", DATA / "uber_2021.pdf"])
+    parser.add_argument("--skip-tutorial", action="store_true")
+    parser.add_argument("--skip-answer", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ingest.json")
+    args = parser.parse_args()
+    missing = [f for f in args.files if not f.is_file()]
+    if missing:
+        raise SystemExit(f"missing input files: {missing} (the tutorial's data lives in ../shared/data)")
+
+    console = Console()
+    embedder = load_minilm()
+    spec = ChunkSpec(embedder.max_tokens - 8, 32, embedder.tokenizer_file)
+    texts = chunk_texts(args.files, spec)
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        console.print(f"asyncrag end to end on {len(args.files)} files ...")
+        results["asyncrag"] = bench_asyncrag(args.files, embedder, f"{tmp}/a.db")
+        console.print(f"bare model on {len(texts)} chunk texts ...")
+        results["bare_model"] = bench_bare_model(texts, embedder)
+        if not args.skip_tutorial:
+            console.print("the tutorial's way ...")
+            results["tutorial"] = bench_tutorial(args.files, embedder, spec, f"{tmp}/t.db")
+        answer = None if args.skip_answer else bench_answer(embedder, f"{tmp}/s.db")
+
+    for r in results.values():
+        r["chunks_per_second"] = r["chunks"] / r["seconds"]
+    table = Table("pipeline", "chunks", "seconds", "chunks/s", "vs bare model", "asyncrag speed-up", title="Ingest")
+    bare, ours = results["bare_model"], results["asyncrag"]
+    for name, r in results.items():
+        table.add_row(
+            name,
+            str(r["chunks"]),
+            f"{r['seconds']:.1f}",
+            f"{r['chunks_per_second']:.1f}",
+            f"{r['chunks_per_second'] / bare['chunks_per_second']:.2f}",
+            f"{r['seconds'] / ours['seconds']:.2f}×" if name != "asyncrag" else "",
+        )
+    console.print(table)
+    if answer:
+        console.print(
+            f"sample question ({answer['llm']}): LLM load {answer['load_seconds']:.1f} s, first token "
+            f"{answer['first_token_seconds']:.1f} s, answer {answer['answer_seconds']:.1f} s\n  {answer['answer']}"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"machine": platform.machine(), "cpus": os.cpu_count(), "files": [f.name for f in args.files]}
+    args.out.write_text(json.dumps({"meta": meta, "results": results, "answer": answer}, indent=2))
+    console.print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
