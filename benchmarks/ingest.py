@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from asyncrag.embed.local import LocalEmbedder, load_minilm
-from asyncrag.ingest.chunk import ChunkSpec, chunk, make_splitter
+from asyncrag.ingest.chunk import ChunkSpec, make_splitter
 from asyncrag.ingest.parse import Unit, init_worker, parse, plan
 from asyncrag.rag import AsyncRAG
 

@@ -23,7 +23,7 @@ _EXPORTS = {
     "IngestReport": "asyncrag.results",
     "Source": "asyncrag.results",
 }
-__all__ = list(_EXPORTS)
+__all__ = ["RAG", "Answer", "AsyncRAG", "CollectionStats", "Failure", "IngestReport", "Settings", "Source"]
 
 
 def __getattr__(name: str) -> Any:

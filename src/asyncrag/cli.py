@@ -31,7 +31,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error stays one line, however narrow the terminal or pipe
 
 Uri = Annotated[str | None, typer.Option(help="Milvus Lite path or server URI [env: ASYNCRAG_URI]")]
 Token = Annotated[str | None, typer.Option(help="Milvus token, e.g. user:password [env: ASYNCRAG_TOKEN]")]
@@ -149,7 +149,20 @@ def ask(
             err.print(f"[yellow]no LLM:[/yellow] {escape(str(e))}\nAnswering with the retrieved passages only.")
             rag.disable_llm()
         streaming = not json_out and rag.settings.llm != "none" and await rag.llm() is not None
-        answer = await rag.ask(question, k, filter, on_token=(lambda p: out.print(p, end="", markup=False, highlight=False)) if streaming else None)
+        printed: list[str] = []
+
+        def show(piece: str) -> None:
+            printed.append(piece)
+            out.print(piece, end="", markup=False, highlight=False)
+
+        try:
+            answer = await rag.ask(question, k, filter, on_token=show if streaming else None)
+        except LLMUnavailable as e:  # e.g. an OpenAI-compatible server that does not answer
+            if printed:  # half an answer is out: do not follow it with the passages
+                raise
+            err.print(f"[yellow]no LLM:[/yellow] {escape(str(e))}\nAnswering with the retrieved passages only.")
+            rag.disable_llm()
+            answer, streaming = await rag.ask(question, k, filter), False
         return answer, streaming
 
     answer, streamed = _run(rag, work())

