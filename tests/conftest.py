@@ -48,3 +48,30 @@ def make_pdf() -> Callable[[list[str]], bytes]:
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module.make_pdf
+
+
+# -- a real Milvus server (issue 3) ------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def milvus_server():
+    """A real Milvus 2.3.5 standalone (the PyPI `milvus` package), once per session.
+
+    It runs on 127.0.0.1 with free ports and a fresh data dir, and is killed at the end.
+    Skipped when the package is not installed; when it is installed but the server cannot
+    start, skipped too, unless ASYNCRAG_REQUIRE_MILVUS_SERVER=1 (CI) makes that a failure.
+    """
+    import os
+
+    from asyncrag.bench.server import MilvusServer, MilvusServerError, milvus_package_available
+
+    if not milvus_package_available():
+        pytest.skip("the `milvus` package (Milvus 2.3.5 standalone) is not installed")
+    try:
+        server = MilvusServer().start()
+    except MilvusServerError as e:
+        if os.environ.get("ASYNCRAG_REQUIRE_MILVUS_SERVER") == "1":
+            pytest.fail(f"could not start Milvus: {e}")
+        pytest.skip(f"could not start Milvus: {e}")
+    yield server
+    server.stop()

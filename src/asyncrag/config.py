@@ -32,7 +32,7 @@ class Settings(BaseSettings):
 
     # "minilm" (bundled all-MiniLM-L6-v2), a local sentence-transformers folder, or "openai:MODEL".
     embed_model: str = "minilm"
-    embed_batch_size: int = 64
+    embed_batch_size: int = 64  # chunks handed to the embedder at a time
     # None: fit the embedding model's window (its max sequence length, in its own tokens).
     chunk_size: int | None = None
     chunk_overlap: int = 32
@@ -42,8 +42,9 @@ class Settings(BaseSettings):
     max_answer_tokens: int = 200
     top_k: int = 3  # small local LLMs answer best from few sources
 
-    # Parser processes for PDF/DOCX/HTML; 0 parses in threads of this process.
-    parse_workers: int = max(1, min(2, os.cpu_count() or 1))
+    # 0: parse in one thread beside the embedder (fastest when parsing is light: PDFium is C);
+    # N: N parser processes, for corpora whose parsing is heavy pure Python (HTML).
+    parse_workers: int = 0
     pdf_pages_per_task: int = 16
     max_file_mb: int = 100
 

@@ -59,7 +59,7 @@ class AsyncRAG:
     async def embedder(self) -> Embedder:
         if self._embedder is None:
             s = self.settings
-            self._embedder = await asyncio.to_thread(load_embedder, s.embed_model, s.embed_batch_size)
+            self._embedder = await asyncio.to_thread(load_embedder, s.embed_model)
         return self._embedder
 
     async def store(self) -> CoalescingMilvusVectorStore:

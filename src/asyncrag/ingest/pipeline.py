@@ -3,8 +3,8 @@
     files ──plan──▶ units ──parser processes──▶ chunks ──embed thread──▶ vectors ──async writes──▶ Milvus
                      (≤ max_units in flight)              (batches)             (≤ max_writes in flight)
 
-Parsing runs in worker processes (pypdf is pure Python and would hold the GIL), embedding in
-one thread (the model uses every core), writes go through the coalescing store. Two
+Parsing runs in a parser thread or worker processes, embedding in one thread (the model uses
+every core and releases the GIL), writes go through the coalescing store. Two
 semaphores bound what is in memory, so a corpus of any size streams through in flat memory:
 a parser blocks when the embedder is behind, the embedder when Milvus is behind.
 """
@@ -40,7 +40,7 @@ Progress = Callable[[int, int, int], None]  # (files done, files total, chunks w
 @dataclass
 class Limits:
     embed_batch: int = 64
-    parse_workers: int = 2
+    parse_workers: int = 0
     pdf_pages_per_unit: int = 16
     max_units: int = 6  # parsed-but-not-embedded units held in memory
     max_writes: int = 4  # write requests in flight
@@ -122,8 +122,8 @@ async def retry(call: Callable[[], Awaitable[T]], attempts: int, what: str) -> T
 
 
 def _executor(spec: ChunkSpec, workers: int) -> Executor:
-    if workers <= 0:  # threads of this process: no start-up cost, but parsing holds the GIL
-        return ThreadPoolExecutor(2, initializer=init_worker, initargs=(spec,))
+    if workers <= 0:  # one thread of this process (PDFium is not thread-safe): no start-up cost
+        return ThreadPoolExecutor(1, initializer=init_worker, initargs=(spec,))
     return ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=init_worker, initargs=(spec,))
 
 

@@ -7,8 +7,15 @@ items with the same `key` (same collection, filter, top-k, ...) can share a requ
 
 Guarantees:
 - each caller gets exactly its own result or its own exception;
-- a failing batch is retried item by item, so one bad item never fails its neighbours;
-- a caller cancelled before its batch is sent is dropped from the batch.
+- a failing batch is split in halves and retried (bisection), so one bad item never fails
+  its neighbours and costs about 2·log2(n) extra requests, not n; errors for which a retry
+  makes no sense (`split_on` says no: the server is down, a timeout) fail the whole batch;
+- a caller cancelled before its batch is sent is dropped from the batch; one cancelled
+  while its batch is in flight just doesn't get the answer (the request still completes).
+
+`run_batch` may also return `ItemError(error)` in place of one item's result: that item's
+caller gets `error`, the others their results, with no retry (for errors found per item
+before anything is sent, such as a row that cannot be serialised).
 """
 
 from __future__ import annotations
@@ -22,7 +29,14 @@ K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
 R = TypeVar("R")
 
-RunBatch = Callable[[K, list[T]], Awaitable[Sequence[R]]]
+RunBatch = Callable[[K, list[T]], Awaitable[Sequence["R | ItemError"]]]
+
+
+@dataclass(frozen=True)
+class ItemError:
+    """One item's own failure, returned by `run_batch` in place of its result."""
+
+    error: BaseException
 
 
 @dataclass
@@ -35,11 +49,12 @@ class _Pending(Generic[T, R]):
 
 
 class Coalescer(Generic[K, T, R]):
-    """Batch `submit` calls per key; flush by count, by bytes, or after `max_wait` seconds.
+    """Batch `submit` calls per key; flush by count, by bytes, or `max_wait` seconds after the first item.
 
     `run_batch(key, items)` must return one result per item, in order. `count_of` and
     `size_of` weigh an item (rows, bytes) against `max_items` and `max_bytes`.
     `max_in_flight` bounds concurrent batches (backpressure on the server).
+    `split_on(error)` decides whether a failed batch is bisected and retried (default: always).
     """
 
     def __init__(
@@ -52,6 +67,7 @@ class Coalescer(Generic[K, T, R]):
         max_in_flight: int = 4,
         count_of: Callable[[T], int] = lambda _: 1,
         size_of: Callable[[T], int] = lambda _: 0,
+        split_on: Callable[[BaseException], bool] = lambda _: True,
     ) -> None:
         self._run_batch = run_batch
         self.max_items = max_items
@@ -59,22 +75,23 @@ class Coalescer(Generic[K, T, R]):
         self.max_wait = max_wait
         self._count_of = count_of
         self._size_of = size_of
+        self._split_on = split_on
         self._pending: dict[K, _Pending[T, R]] = {}
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
-        self.batches_sent = 0
+        self.batches_sent = 0  # requests made, retries included (tests and benchmarks read it)
 
     async def submit(self, key: K, item: T) -> R:
+        """Queue `item` under `key` and wait for its own result (or raise its own error)."""
         count, size = self._count_of(item), self._size_of(item)
         pending = self._pending.get(key)
-        if pending is not None and (
-            pending.count + count > self.max_items or pending.nbytes + size > self.max_bytes
-        ):
-            self._flush(key)
+        if pending is not None and (pending.count + count > self.max_items or pending.nbytes + size > self.max_bytes):
+            self._flush(key)  # the item would overflow the open batch: send that one first
             pending = None
+        loop = asyncio.get_running_loop()
         if pending is None:
             pending = self._pending[key] = _Pending()
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[R] = loop.create_future()
         pending.items.append(item)
         pending.futures.append(future)
         pending.count += count
@@ -82,7 +99,7 @@ class Coalescer(Generic[K, T, R]):
         if pending.count >= self.max_items or pending.nbytes >= self.max_bytes:
             self._flush(key)
         elif pending.timer is None:
-            pending.timer = asyncio.get_running_loop().call_later(self.max_wait, self._flush, key)
+            pending.timer = loop.call_later(self.max_wait, self._flush, key)
         return await future
 
     async def drain(self) -> None:
@@ -110,21 +127,26 @@ class Coalescer(Generic[K, T, R]):
             live = [(i, f) for i, f in live if not f.done()]  # drop callers cancelled while queued
             if not live:
                 return
+            self.batches_sent += 1
             try:
-                self.batches_sent += 1
                 results = await self._run_batch(key, [i for i, _ in live])
                 if len(results) != len(live):
                     raise RuntimeError(f"batch returned {len(results)} results for {len(live)} items")
-            except Exception as batch_error:
-                if len(live) == 1:
-                    _settle(live[0][1], error=batch_error)
+            except Exception as batch_error:  # noqa: BLE001 - any failure goes back to the callers
+                if len(live) == 1 or not self._split_on(batch_error):
+                    for _, future in live:
+                        _settle(future, error=batch_error)
                     return
                 results = None
-        if results is None:  # isolate the bad item(s): every caller gets its own outcome
-            await asyncio.gather(*(self._send(key, [pair]) for pair in live))
+        if results is None:  # isolate the bad item(s), outside the slot so the halves can run
+            half = len(live) // 2
+            await asyncio.gather(self._send(key, live[:half]), self._send(key, live[half:]))
             return
         for (_, future), result in zip(live, results):
-            _settle(future, result=result)
+            if isinstance(result, ItemError):
+                _settle(future, error=result.error)
+            else:
+                _settle(future, result=result)
 
 
 def _settle(future: asyncio.Future[R], *, result: R | None = None, error: BaseException | None = None) -> None:

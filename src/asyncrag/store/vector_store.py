@@ -4,54 +4,134 @@ It is a subclass, so the schema, the row layout (`_node_content`, `doc_id`, dyna
 fields), filters, deletes and every sync path are the official store's: collections written by
 either class read the same with both. Only the two hot async paths change:
 
-- `async_add`: rows from concurrent callers share insert requests (bounded by rows and bytes);
+- `async_add`: nodes from concurrent callers share insert requests (bounded by rows and bytes);
 - dense `aquery`: queries with the same top-k, filter, output fields and search params become
   one multi-vector search whose per-query hits go back to each caller.
+
+Where the time goes (profiled; 1000 one-node calls, dim 768, 2 cores). Per request, the client
+(pymilvus, gRPC) and Milvus spend ~1-2 ms however small the request; batching removes that.
+What is left is per row, and is what bounds the speed-up:
+- pymilvus packs a row in ~50 us (pure Python, per field);
+- LlamaIndex's `node_to_metadata_dict` takes ~80 us, two thirds of it converting the 768-float
+  embedding to JSON-ready data only to drop it; `_row` dumps a copy without the embedding
+  (~30 us, the same dict);
+- Milvus Lite (in-process, so on the same GIL) validates every float of every vector in Python:
+  ~0.2 ms per row, whatever the batching;
+- the Milvus 2.3.5 server searches ~0.45 ms per query vector (growing segment, 1000 rows), and
+  a Strong search first waits for the next time tick (up to ~200 ms) once per request.
+Rows are built inside the batch, not by each caller, and batches are 250 rows: while Milvus
+stores one batch, the client builds and packs the next. A search asks only for the fields
+`_parse_from_milvus_results` reads: the official store asks for `*`, which sends back the
+768-float embedding of every hit, and decoding those is most of the client's search time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from llama_index.core.schema import BaseNode
 from llama_index.core.vector_stores.utils import node_to_metadata_dict
 from llama_index.vector_stores.milvus import MilvusVectorStore
 from llama_index.vector_stores.milvus.base import MILVUS_ID_FIELD
 from pydantic import PrivateAttr
+from pymilvus.exceptions import ConnectError, ConnectionNotExistException, MilvusUnavailableException
 
-from asyncrag.store.coalesce import Coalescer
+from asyncrag.store.coalesce import Coalescer, ItemError
 
 Row = dict[str, Any]
-SearchKey = tuple[int, str, tuple[str, ...], str, tuple[str, ...] | None]
+InsertKey = tuple[str | None, int]  # partition, vector length
+SearchKey = tuple[int, str, tuple[str, ...], str, tuple[str, ...] | None, int]
+
+# Node fields that `_parse_from_milvus_results` reads from a hit, besides the text field and
+# the store's `output_fields`.
+NODE_FIELDS = ("_node_content", "_node_type")
+
+
+class _Chunk(NamedTuple):
+    """One caller's nodes (or a piece of them), with a rough size to plan batches by."""
+
+    nodes: Sequence[BaseNode]
+    nbytes: int
+
+
+def _worth_splitting(error: BaseException) -> bool:
+    """Bisect a failed batch only for errors a smaller batch could avoid (a bad row or vector).
+
+    When the server is unreachable or a request timed out, retrying pieces only multiplies the
+    failures, and an insert that timed out may have been written already.
+    """
+    if isinstance(
+        error, (TimeoutError, ConnectionError, MilvusUnavailableException, ConnectError, ConnectionNotExistException)
+    ):
+        return False
+    code = getattr(error, "code", None)
+    name = getattr(code, "name", "") if code is not None and not isinstance(code, int) else ""
+    return name not in {"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"}
 
 
 class CoalescingMilvusVectorStore(MilvusVectorStore):
     """Drop-in `MilvusVectorStore` whose async adds and searches are batched across callers."""
 
-    max_batch_rows: int = 1000
+    # Tuning; pass them to the constructor, or set them before the first async call.
+    max_batch_rows: int = 250  # rows per insert request: small enough to pipeline, big enough to amortise
     max_batch_bytes: int = 32 * 1024 * 1024  # well under Milvus's 64 MB gRPC message limit
-    max_search_batch: int = 1000
-    max_wait_s: float = 0.002
-    max_in_flight: int = 4
+    max_search_batch: int = 1000  # query vectors per search request (Lite pays a fixed cost per search)
+    max_wait_s: float = 0.002  # how long the first request of a batch waits for company
+    max_in_flight: int = 4  # concurrent requests per kind (backpressure)
 
     _coalescers: tuple[asyncio.AbstractEventLoop, Coalescer, Coalescer] | None = PrivateAttr(default=None)
+    _search_fields: dict[tuple[str, ...], list[str]] = PrivateAttr(default_factory=dict)
+
+    def __init__(
+        self,
+        *args: Any,
+        max_batch_rows: int | None = None,
+        max_batch_bytes: int | None = None,
+        max_search_batch: int | None = None,
+        max_wait_s: float | None = None,
+        max_in_flight: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # MilvusVectorStore hands unknown keyword arguments to MilvusClient, so take ours first.
+        super().__init__(*args, **kwargs)
+        tuning = {
+            "max_batch_rows": max_batch_rows,
+            "max_batch_bytes": max_batch_bytes,
+            "max_search_batch": max_search_batch,
+            "max_wait_s": max_wait_s,
+            "max_in_flight": max_in_flight,
+        }
+        for name, value in tuning.items():
+            if value is not None:
+                setattr(self, name, value)
 
     @classmethod
     def class_name(cls) -> str:
         return "CoalescingMilvusVectorStore"
 
     async def async_add(self, nodes: list[BaseNode], **add_kwargs: Any) -> list[str]:
+        """Insert `nodes`, sharing insert requests with concurrent callers; returns their ids.
+
+        The caller only queues its nodes: rows are built inside the batch, so while Milvus
+        stores one batch the client builds and packs the next one. A caller cancelled before
+        its batch is sent inserts nothing; one cancelled later may still have its rows written.
+        """
         if self.enable_sparse:  # sparse rows need the official per-call encoding path
             return await super().async_add(nodes, **add_kwargs)
         if add_kwargs.get("force_flush"):
             raise NotImplementedError("force_flush is not supported in async mode.")
+        if not nodes:
+            return []
         inserts, _ = self._coalescers_for_loop()
         partition = add_kwargs.get("milvus_partition_name")
-        rows = [self._row(node) for node in nodes]
-        parts = await asyncio.gather(*(inserts.submit(partition, chunk) for chunk in self._split(rows)))
+        chunks = self._split(nodes)
+        if len(chunks) == 1:  # the usual case: no extra task per caller
+            return await inserts.submit(self._insert_key(partition, chunks[0]), chunks[0])
+        parts = await asyncio.gather(*(inserts.submit(self._insert_key(partition, c), c) for c in chunks))
         return [node_id for part in parts for node_id in part]
 
     async def _async_default_search(
@@ -60,14 +140,16 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
         _, searches = self._coalescers_for_loop()
         params = kwargs.get("milvus_search_config", self.search_config)
         partitions = kwargs.get("milvus_partition_names")
+        vector = list(query.query_embedding)
         key: SearchKey = (
             query.similarity_top_k,
             string_expr,
             tuple(output_fields),
             json.dumps(params, sort_keys=True),
             tuple(partitions) if partitions else None,
+            len(vector),  # a wrong-sized vector gets a batch of its own: it can only fail itself
         )
-        hits = await searches.submit(key, list(query.query_embedding))
+        hits = await searches.submit(key, vector)
         return self._parse_from_milvus_results([hits])
 
     async def aflush_pending(self) -> None:
@@ -81,63 +163,142 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
     def _coalescers_for_loop(self) -> tuple[Coalescer, Coalescer]:
         """Coalescers hold futures bound to one event loop; make new ones for a new loop."""
         loop = asyncio.get_running_loop()
-        if self._coalescers is None or self._coalescers[0] is not loop:
+        state = self._coalescers  # a pydantic private attribute: read it once (~2 us a read)
+        if state is None or state[0] is not loop:
             inserts = Coalescer(
                 self._insert_batch,
                 max_items=self.max_batch_rows,
                 max_bytes=self.max_batch_bytes,
                 max_wait=self.max_wait_s,
                 max_in_flight=self.max_in_flight,
-                count_of=len,
-                size_of=lambda rows: sum(self._row_bytes(r) for r in rows),
+                count_of=lambda chunk: len(chunk.nodes),
+                size_of=lambda chunk: chunk.nbytes,
+                split_on=_worth_splitting,
             )
             searches = Coalescer(
                 self._search_batch,
                 max_items=self.max_search_batch,
                 max_wait=self.max_wait_s,
                 max_in_flight=self.max_in_flight,
+                split_on=_worth_splitting,
             )
-            self._coalescers = (loop, inserts, searches)
-        return self._coalescers[1], self._coalescers[2]
+            state = self._coalescers = (loop, inserts, searches)
+        return state[1], state[2]
 
     def _row(self, node: BaseNode) -> Row:
-        row = node_to_metadata_dict(node, remove_text=True, text_field=self.text_key)
+        """The official store's row for `node`, built ~2.5x faster.
+
+        `node_to_metadata_dict` dumps the whole node, embedding included, to JSON-ready data
+        and then sets the embedding to None; dumping a shallow copy whose embedding is already
+        None gives the same dict without converting 768 floats. (The official store also dumps
+        the node a second time just to read its text.)
+        """
+        bare = node.model_copy(update={"embedding": None}) if node.embedding is not None else node
+        row = node_to_metadata_dict(bare, remove_text=True, text_field=self.text_key)
         row[self.text_key] = node.get_content()
         row[MILVUS_ID_FIELD] = node.node_id
         row[self.embedding_field] = node.embedding
         return row
 
     def _row_bytes(self, row: Row) -> int:
-        vector = row.get(self.embedding_field) or ()
-        return 8 * len(vector) + sum(len(v) for v in row.values() if isinstance(v, str)) + 64
+        """An upper bound on the row's size in an insert request (float vectors go as float32)."""
+        size = 64
+        for value in row.values():
+            if isinstance(value, str):
+                size += 16 + (len(value) if value.isascii() else len(value.encode()))
+            elif isinstance(value, list):
+                size += 8 * len(value)
+            else:
+                size += 16
+        return size
 
-    def _split(self, rows: list[Row]) -> list[list[Row]]:
-        """Cut one caller's rows into pieces that each fit a request."""
-        pieces: list[list[Row]] = [[]]
+    def _node_bytes(self, node: BaseNode) -> int:
+        """A cheap guess of a node's row size, to plan batches; `_insert_batch` checks real sizes."""
+        text = getattr(node, "text", "") or ""
+        metadata = sum(len(k) + len(str(v)) for k, v in node.metadata.items())
+        return 1024 + 8 * len(node.embedding or ()) + 4 * len(text) + 8 * metadata
+
+    def _split(self, nodes: Sequence[BaseNode]) -> list[_Chunk]:
+        """Cut one caller's nodes into pieces that each fit a request."""
+        chunks: list[_Chunk] = []
+        piece: list[BaseNode] = []
+        size = 0
+        for node in nodes:
+            node_size = self._node_bytes(node)
+            if piece and (len(piece) >= self.max_batch_rows or size + node_size > self.max_batch_bytes):
+                chunks.append(_Chunk(piece, size))
+                piece, size = [], 0
+            piece.append(node)
+            size += node_size
+        if piece:
+            chunks.append(_Chunk(piece, size))
+        return chunks
+
+    def _insert_key(self, partition: str | None, chunk: _Chunk) -> InsertKey:
+        """Rows go to one request only with rows of the same partition and vector length."""
+        lengths = {len(node.embedding or ()) for node in chunk.nodes}
+        return partition, lengths.pop() if len(lengths) == 1 else -1
+
+    async def _insert_batch(self, key: InsertKey, chunks: list[_Chunk]) -> Sequence[list[str] | ItemError]:
+        """Build the rows of every caller's chunk and insert them, in as few requests as fit.
+
+        A chunk whose rows cannot be built fails alone (`ItemError`); the real row sizes decide
+        where requests are cut, so no request exceeds `max_batch_bytes`. (A cut happens only when
+        `_node_bytes` guessed low; if a later piece then fails, the bisecting retry re-sends rows
+        already written, which an `insert` keeps twice and an `upsert` does not.)
+        """
+        results: list[list[str] | ItemError] = []
+        rows: list[Row] = []
+        for chunk in chunks:
+            try:
+                chunk_rows = [self._row(node) for node in chunk.nodes]
+            except Exception as e:  # noqa: BLE001 - that caller's error, not the batch's
+                results.append(ItemError(e))
+                continue
+            rows += chunk_rows
+            results.append([row[MILVUS_ID_FIELD] for row in chunk_rows])
+        write = self.aclient.upsert if self.upsert_mode else self.aclient.insert
+        request: list[Row] = []
         size = 0
         for row in rows:
             row_size = self._row_bytes(row)
-            if pieces[-1] and (len(pieces[-1]) >= self.max_batch_rows or size + row_size > self.max_batch_bytes):
-                pieces.append([])
-                size = 0
-            pieces[-1].append(row)
+            if request and size + row_size > self.max_batch_bytes:
+                await write(self.collection_name, request, partition_name=key[0])
+                request, size = [], 0
+            request.append(row)
             size += row_size
-        return [p for p in pieces if p]
+        if request:
+            await write(self.collection_name, request, partition_name=key[0])
+        return results
 
-    async def _insert_batch(self, partition: str | None, callers: list[list[Row]]) -> Sequence[list[str]]:
-        rows = [row for caller in callers for row in caller]
-        write = self.aclient.upsert if self.upsert_mode else self.aclient.insert
-        await write(self.collection_name, rows, partition_name=partition)
-        return [[row[MILVUS_ID_FIELD] for row in caller] for caller in callers]
+    def _fields_to_fetch(self, output_fields: tuple[str, ...]) -> list[str]:
+        """`*` fetches the embedding of every hit, which nothing reads; ask for what is read.
+
+        Only when the names can be asked for: fields of the schema, or any name when the
+        collection has dynamic fields (as every collection LlamaIndex creates does).
+        """
+        cached = self._search_fields.get(output_fields)
+        if cached is not None:
+            return cached
+        fields = list(output_fields)
+        if fields == ["*"]:
+            wanted = list(dict.fromkeys([self.text_key, *NODE_FIELDS, *self.output_fields]))
+            with contextlib.suppress(Exception):  # keep "*", which always works
+                info = self.client.describe_collection(self.collection_name)
+                names = {f["name"] for f in info["fields"]}
+                if info.get("enable_dynamic_field") or all(name in names for name in wanted):
+                    fields = wanted
+        self._search_fields[output_fields] = fields
+        return fields
 
     async def _search_batch(self, key: SearchKey, vectors: list[list[float]]) -> Sequence[list[dict]]:
-        limit, expr, output_fields, params, partitions = key
+        limit, expr, output_fields, params, partitions, _ = key
         return await self.aclient.search(
             collection_name=self.collection_name,
             data=vectors,
             filter=expr,
             limit=limit,
-            output_fields=list(output_fields),
+            output_fields=self._fields_to_fetch(output_fields),
             search_params=json.loads(params),
             anns_field=self.embedding_field,
             partition_names=list(partitions) if partitions else None,
