@@ -46,16 +46,18 @@ def truncated_pdf(d: Path, make_pdf: MakePdf) -> Path:
     return path
 
 
+def _save(writer, path: Path) -> Path:
+    with path.open("wb") as f:
+        writer.write(f)
+    return path
+
+
 def encrypted_pdf(d: Path, make_pdf: MakePdf) -> Path:
     from pypdf import PdfWriter
 
     writer = PdfWriter(clone_from=io.BytesIO(make_pdf(["Zebras are secretly purple under their stripes."])))
     writer.encrypt(user_password="s3cret", owner_password="owner")
-    buf = io.BytesIO()
-    writer.write(buf)
-    path = d / "encrypted.pdf"
-    path.write_bytes(buf.getvalue())
-    return path
+    return _save(writer, d / "encrypted.pdf")
 
 
 def textless_pdf(d: Path, make_pdf: MakePdf) -> Path:
@@ -64,11 +66,7 @@ def textless_pdf(d: Path, make_pdf: MakePdf) -> Path:
     writer = PdfWriter()
     writer.add_blank_page(595, 842)  # a page with no text operators: a scan without OCR looks like this
     writer.add_blank_page(595, 842)
-    buf = io.BytesIO()
-    writer.write(buf)
-    path = d / "scan.pdf"
-    path.write_bytes(buf.getvalue())
-    return path
+    return _save(writer, d / "scan.pdf")
 
 
 def empty_txt(d: Path, make_pdf: MakePdf) -> Path:
