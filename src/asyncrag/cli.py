@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
+
+# gRPC's C core logs connection chatter ("too_many_pings" GOAWAYs from Milvus Lite's in-process
+# server) straight to stderr; real failures reach us as exceptions, reported per command.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import typer
 from pymilvus.exceptions import MilvusException
