@@ -40,6 +40,14 @@ def check_report(data: dict, *, backends: list[str], sizes: list[int], sync_size
         for store in STORES:
             assert isinstance(r[store], float) and r[store] > 0
         assert r["ratio"] == pytest.approx(r["MilvusVectorStore"] / r["asyncrag"])
+        repeats = data["config"]["repeat"] if r["experiment"].startswith("async") else 1
+        for store in STORES:  # each store's time is its best run
+            assert 1 <= len(r["runs"][store]) <= repeats and r[store] == min(r["runs"][store])
+        if r["experiment"].startswith("async"):  # the floor: all the work in one pymilvus request
+            assert r["one request"] == min(r["runs"]["one request"]) > 0
+            assert r["best_ratio"] == pytest.approx(r["MilvusVectorStore"] / r["one request"])
+        else:
+            assert r["one request"] is None and "one request" not in r["runs"]
     png = Path(data["chart"])
     assert png.is_file() and png.read_bytes()[:8] == PNG_MAGIC
 
@@ -66,7 +74,7 @@ def test_quick_benchmark_script_on_both_backends(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "--quick: sync experiments ran at 10 only" in proc.stdout
-    assert "MilvusVectorStore" in proc.stdout and "asyncrag" in proc.stdout
+    assert "MilvusVectorStore" in proc.stdout and "asyncrag" in proc.stdout and "one request" in proc.stdout
     data = json.loads(out.read_text())
     assert data["quick"] is True and data["note"].startswith("--quick")
     backends = ["server", "lite"] if milvus_package_available() else ["lite"]

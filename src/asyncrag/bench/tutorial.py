@@ -20,12 +20,22 @@ on a real Milvus 2.3.5 server started for the run (the PyPI `milvus` package) an
 Milvus Lite (in-process, a `.db` path, as the tutorial's users would run it).
 Sync search at 1000 takes minutes by design (Strong consistency waits for the next time tick on
 every request); `--quick` runs the sync experiments at 10 and 100 only.
+
+Measured the way `timeit` measures: the garbage collector runs before every timed call, not
+inside one (a full collection takes ~0.15 s here and would land in whichever store's turn it
+happened to be), and the async experiments run `--repeat` times, stores taking turns, keeping
+each store's best (a repeat is skipped once a store has spent `REPEAT_BUDGET_S` on that cell).
+
+Next to the two stores, "one request" sends the same work as a single pymilvus request (the
+n rows prebuilt, or one search with n query vectors): the floor for any client-side
+coalescing, and so the best ratio this server allows.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -69,6 +79,9 @@ STORES: dict[str, type[MilvusVectorStore]] = {
     "asyncrag": CoalescingMilvusVectorStore,
 }
 BASELINE, OURS = "MilvusVectorStore", "asyncrag"
+ONE_REQUEST = "one request"
+REPEAT = 3  # runs of each async experiment; the best counts
+REPEAT_BUDGET_S = 10.0  # no more repeats once a store has spent this long on one cell
 
 # The tutorial's published timings (seconds), on its own Milvus server.
 TUTORIAL_SECONDS: dict[str, dict[int, float]] = {
@@ -155,6 +168,29 @@ def sync_search(store: MilvusVectorStore, num_queries: int) -> float:
     return time.perf_counter() - start
 
 
+# -- the floor: the same work in one pymilvus request -----------------------------------------
+
+
+def one_request_add(store: CoalescingMilvusVectorStore, num_adding: int) -> float:
+    rows = [store.row(node) for node in produce_nodes(num_adding)]  # the rows both stores write
+    start = time.perf_counter()
+    store.client.insert(store.collection_name, rows)
+    return time.perf_counter() - start
+
+
+def one_request_search(store: CoalescingMilvusVectorStore, num_queries: int) -> float:
+    vector = tutorial_query().query_embedding
+    start = time.perf_counter()
+    store.client.search(
+        store.collection_name,
+        data=[vector] * num_queries,
+        limit=TOP_K,
+        output_fields=store.fields_to_fetch(("*",)),
+        anns_field=store.embedding_field,
+    )
+    return time.perf_counter() - start
+
+
 # -- running it for both stores ---------------------------------------------------------------
 
 
@@ -169,11 +205,21 @@ class Result:
     def tutorial(self) -> float | None:
         return TUTORIAL_SECONDS[self.experiment].get(self.n)
 
+    runs: dict[str, list[float]] = field(default_factory=dict)
+
     @property
     def ratio(self) -> float | None:
         """How many times faster asyncrag is than MilvusVectorStore (> 1: faster)."""
-        base, ours = self.seconds.get(BASELINE), self.seconds.get(OURS)
-        return base / ours if base and ours else None
+        return self._ratio(OURS)
+
+    @property
+    def best_ratio(self) -> float | None:
+        """The ratio if asyncrag cost no more than one request carrying all the work."""
+        return self._ratio(ONE_REQUEST)
+
+    def _ratio(self, name: str) -> float | None:
+        base, other = self.seconds.get(BASELINE), self.seconds.get(name)
+        return base / other if base and other else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -183,6 +229,9 @@ class Result:
             "tutorial": self.tutorial,
             **{name: self.seconds.get(name) for name in STORES},
             "ratio": self.ratio,
+            ONE_REQUEST: self.seconds.get(ONE_REQUEST),
+            "best_ratio": self.best_ratio,
+            "runs": self.runs,
         }
 
 
@@ -193,6 +242,7 @@ class Report:
     corpus: int
     quick: bool
     backends: list[str]
+    repeat: int = REPEAT
     results: list[Result] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
@@ -218,6 +268,7 @@ class Report:
                         "ratio": r.ratio,
                         "target": target,
                         "met": r.ratio >= target,
+                        "best_ratio": r.best_ratio,
                     }
                 )
         return out
@@ -236,6 +287,7 @@ class Report:
                 "sizes": self.sizes,
                 "sync_sizes": self.sync_sizes,
                 "corpus": self.corpus,
+                "repeat": self.repeat,
                 "backends": self.backends,
                 "stores": list(STORES),
             },
@@ -255,23 +307,39 @@ def run_backend(
     sizes: Sequence[int],
     sync_sizes: Sequence[int],
     corpus: int,
+    repeat: int = REPEAT,
     progress: Progress = lambda _: None,
 ) -> list[Result]:
     """All four experiments on one Milvus, for both stores; one event loop, as in the tutorial."""
     loop = asyncio.new_event_loop()
     results: list[Result] = []
 
-    def measure(experiment: str, n: int, stores: dict[str, MilvusVectorStore], timed: Callable) -> None:
-        seconds: dict[str, float] = {}
-        for name, store in stores.items():
-            outcome = timed(store, n)
-            seconds[name] = loop.run_until_complete(outcome) if asyncio.iscoroutine(outcome) else outcome
-        result = Result(backend, experiment, n, seconds)
+    def measure(
+        experiment: str,
+        n: int,
+        stores: dict[str, MilvusVectorStore],
+        timed: Callable,
+        floor: Callable[[CoalescingMilvusVectorStore, int], float] | None = None,
+    ) -> None:
+        runs: dict[str, list[float]] = {name: [] for name in stores}
+        rounds = repeat if floor is not None else 1  # the async experiments
+        for _ in range(rounds):
+            for name, store in stores.items():  # stores take turns, so drift favours none
+                if runs[name] and sum(runs[name]) >= REPEAT_BUDGET_S:
+                    continue
+                gc.collect()
+                outcome = timed(store, n)
+                runs[name].append(loop.run_until_complete(outcome) if asyncio.iscoroutine(outcome) else outcome)
+            if floor is not None:
+                gc.collect()
+                runs.setdefault(ONE_REQUEST, []).append(floor(stores[OURS], n))  # type: ignore[arg-type]
+        result = Result(backend, experiment, n, {name: min(r) for name, r in runs.items()}, runs)
         results.append(result)
         progress(
             f"{backend:6} {LABELS[experiment]:12} n={n:<5} "
-            + "  ".join(f"{name} {s:.3f} s" for name, s in seconds.items())
+            + "  ".join(f"{name} {s:.3f} s" for name, s in result.seconds.items())
             + (f"  ×{result.ratio:.1f}" if result.ratio else "")
+            + (f" (one request ×{result.best_ratio:.1f})" if result.best_ratio else "")
         )
 
     def fresh(experiment: str) -> dict[str, MilvusVectorStore]:
@@ -283,7 +351,7 @@ def run_backend(
     try:
         stores = fresh("async_add")
         for n in sizes:
-            measure("async_add", n, stores, async_add)
+            measure("async_add", n, stores, async_add, one_request_add)
         _close(loop, stores)
 
         stores = fresh("sync_add")
@@ -295,7 +363,7 @@ def run_backend(
         for store in stores.values():
             store.add(produce_nodes(corpus))
         for n in sizes:
-            measure("async_search", n, stores, async_search)
+            measure("async_search", n, stores, async_search, one_request_search)
         for n in sync_sizes:
             measure("sync_search", n, stores, sync_search)
         _close(loop, stores)
@@ -320,16 +388,17 @@ def run(
     sizes: Sequence[int] = SIZES,
     quick: bool = False,
     corpus: int = CORPUS,
+    repeat: int = REPEAT,
     server_uri: str | None = None,
     progress: Progress = lambda _: None,
 ) -> Report:
     """Run the benchmark on each backend; a backend that cannot start is reported as skipped."""
     sizes = sorted(set(sizes))
     sync_sizes = [n for n in sizes if n <= QUICK_SYNC_MAX] if quick else list(sizes)
-    report = Report(list(sizes), sync_sizes, corpus, quick, list(backends))
+    report = Report(list(sizes), sync_sizes, corpus, quick, list(backends), repeat)
     started = time.perf_counter()
     for backend in backends:
-        kwargs = {"sizes": sizes, "sync_sizes": sync_sizes, "corpus": corpus, "progress": progress}
+        kwargs = {"sizes": sizes, "sync_sizes": sync_sizes, "corpus": corpus, "repeat": repeat, "progress": progress}
         if backend == "server":
             if server_uri:
                 report.results += run_backend("server", server_uri, **kwargs)
@@ -401,7 +470,7 @@ def print_table(report: Report, console: Any = None) -> None:
     table = Table(title="Tutorial benchmark: seconds (ratio = MilvusVectorStore / asyncrag)")
     for column in ("backend", "experiment", "n"):
         table.add_column(column)
-    for column in ("tutorial", BASELINE, OURS, "ratio"):
+    for column in ("tutorial", BASELINE, OURS, "ratio", ONE_REQUEST, "its ratio"):
         table.add_column(column, justify="right")
     order = {e: i for i, e in enumerate(EXPERIMENTS)}
     for r in sorted(report.results, key=lambda r: (report.backends.index(r.backend), order[r.experiment], r.n)):
@@ -413,6 +482,8 @@ def print_table(report: Report, console: Any = None) -> None:
             _fmt(r.seconds.get(BASELINE)),
             _fmt(r.seconds.get(OURS)),
             f"×{r.ratio:.1f}" if r.ratio else "-",
+            _fmt(r.seconds.get(ONE_REQUEST)),
+            f"×{r.best_ratio:.1f}" if r.best_ratio else "-",
         )
     console.print(table)
     if report.note:
@@ -421,11 +492,16 @@ def print_table(report: Report, console: Any = None) -> None:
         console.print(f"[yellow]{backend} skipped:[/yellow] {reason}")
     for t in report.targets():
         mark = "[green]met[/green]" if t["met"] else "[red]missed[/red]"
+        best = f"; one request ×{t['best_ratio']:.1f}" if t["best_ratio"] else ""
         console.print(
             f"target {t['backend']} {LABELS[t['experiment']]} ×{t['n']}: "
-            f"×{t['ratio']:.1f} (≥ ×{t['target']:.0f}) {mark}"
+            f"×{t['ratio']:.1f} (≥ ×{t['target']:.0f}{best}) {mark}"
         )
-    console.print("The tutorial's numbers come from its own machine and Milvus server; compare ratios within one run.")
+    console.print(
+        f"Async experiments: best of {report.repeat} runs. '{ONE_REQUEST}': the same work as a single pymilvus request"
+        " (the floor for any coalescing).\nThe tutorial's numbers come from its own machine and Milvus server;"
+        " compare ratios within one run."
+    )
 
 
 def _fmt(seconds: float | None) -> str:
@@ -493,6 +569,7 @@ def run_and_report(
     backends: Sequence[str] = BACKENDS,
     sizes: Sequence[int] = SIZES,
     corpus: int = CORPUS,
+    repeat: int = REPEAT,
     server_uri: str | None = None,
 ) -> Report:
     """What `benchmarks/tutorial_async.py` and `asyncrag bench tutorial` do."""
@@ -504,6 +581,7 @@ def run_and_report(
         sizes=sizes,
         quick=quick,
         corpus=corpus,
+        repeat=repeat,
         server_uri=server_uri,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
@@ -528,6 +606,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated: server,lite")
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="comma-separated call counts")
     parser.add_argument("--corpus", type=int, default=CORPUS, help="nodes added before the search experiments")
+    parser.add_argument("--repeat", type=int, default=REPEAT, help="runs of each async experiment; the best counts")
     parser.add_argument("--server-uri", default=None, help="use this Milvus server instead of starting one")
     args = parser.parse_args(argv)
     run_and_report(
@@ -536,6 +615,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         backends=_csv(args.backends),
         sizes=[int(s) for s in _csv(args.sizes)],
         corpus=args.corpus,
+        repeat=args.repeat,
         server_uri=args.server_uri,
     )
     return 0

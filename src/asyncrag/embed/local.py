@@ -53,7 +53,11 @@ class LocalEmbedder:
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         vectors = self.model.encode(
-            texts, batch_size=ENCODE_BATCH, normalize_embeddings=True, convert_to_numpy=True
+            texts,
+            batch_size=ENCODE_BATCH,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,  # else shown whenever logging is at INFO: a tqdm line per batch
         )
         return vectors.tolist()
 

@@ -9,20 +9,27 @@ either class read the same with both. Only the two hot async paths change:
   one multi-vector search whose per-query hits go back to each caller.
 
 Where the time goes (profiled; 1000 one-node calls, dim 768, 2 cores). Per request, the client
-(pymilvus, gRPC) and Milvus spend ~1-2 ms however small the request; batching removes that.
-What is left is per row, and is what bounds the speed-up:
-- pymilvus packs a row in ~50 us (pure Python, per field);
+(pymilvus, gRPC) and Milvus spend ~1-3 ms however small the request; batching removes that.
+What is left is per row and per query vector, and it bounds the speed-up (the tutorial
+benchmark's "one request" column measures that floor in the same run):
+- pymilvus packs a row in ~50 us (pure Python, per field; its per-row vector `extend` is already
+  faster than flattening or numpy, so packing columns ourselves would save ~25 us a row);
 - LlamaIndex's `node_to_metadata_dict` takes ~80 us, two thirds of it converting the 768-float
-  embedding to JSON-ready data only to drop it; `_row` dumps a copy without the embedding
+  embedding to JSON-ready data only to drop it; `row` dumps a copy without the embedding
   (~30 us, the same dict);
-- Milvus Lite (in-process, so on the same GIL) validates every float of every vector in Python:
-  ~0.2 ms per row, whatever the batching;
-- the Milvus 2.3.5 server searches ~0.45 ms per query vector (growing segment, 1000 rows), and
-  a Strong search first waits for the next time tick (up to ~200 ms) once per request.
+- the Milvus 2.3.5 server takes 0.11-0.14 s for one insert of 1000 such rows, packing included;
+- Milvus Lite (in-process, so on the same GIL) takes 0.24-0.40 s to store 1000 rows sent in one
+  request: it decodes them into Python lists and checks every float of every vector;
+- a Strong search on the server first waits ~0.4 s for the query node to catch up with the
+  current time (one 1-vector search: 0.4 s Strong, 0.006 s Bounded), once per request; then it
+  scans ~0.4 ms per query vector (1000 rows, growing segment), with no gain from splitting a
+  search into concurrent requests on 2 cores.
 Rows are built inside the batch, not by each caller, and batches are 250 rows: while Milvus
 stores one batch, the client builds and packs the next. A search asks only for the fields
 `_parse_from_milvus_results` reads: the official store asks for `*`, which sends back the
 768-float embedding of every hit, and decoding those is most of the client's search time.
+Identical query vectors are not deduplicated: the tutorial's 1000 queries are all the same, and
+only a benchmark would profit.
 """
 
 from __future__ import annotations
@@ -185,7 +192,7 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
             state = self._coalescers = (loop, inserts, searches)
         return state[1], state[2]
 
-    def _row(self, node: BaseNode) -> Row:
+    def row(self, node: BaseNode) -> Row:
         """The official store's row for `node`, built ~2.5x faster.
 
         `node_to_metadata_dict` dumps the whole node, embedding included, to JSON-ready data
@@ -251,7 +258,7 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
         rows: list[Row] = []
         for chunk in chunks:
             try:
-                chunk_rows = [self._row(node) for node in chunk.nodes]
+                chunk_rows = [self.row(node) for node in chunk.nodes]
             except Exception as e:  # noqa: BLE001 - that caller's error, not the batch's
                 results.append(ItemError(e))
                 continue
@@ -271,7 +278,7 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
             await write(self.collection_name, request, partition_name=key[0])
         return results
 
-    def _fields_to_fetch(self, output_fields: tuple[str, ...]) -> list[str]:
+    def fields_to_fetch(self, output_fields: tuple[str, ...]) -> list[str]:
         """`*` fetches the embedding of every hit, which nothing reads; ask for what is read.
 
         Only when the names can be asked for: fields of the schema, or any name when the
@@ -298,7 +305,7 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
             data=vectors,
             filter=expr,
             limit=limit,
-            output_fields=self._fields_to_fetch(output_fields),
+            output_fields=self.fields_to_fetch(output_fields),
             search_params=json.loads(params),
             anns_field=self.embedding_field,
             partition_names=list(partitions) if partitions else None,
