@@ -57,6 +57,7 @@ from llama_index.core.vector_stores import VectorStoreQuery
 from llama_index.vector_stores.milvus import MilvusVectorStore
 
 from asyncrag.bench.server import MilvusServer, MilvusServerError, milvus_package_available
+from asyncrag.store.milvus import release_lite
 from asyncrag.store.vector_store import CoalescingMilvusVectorStore
 
 logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
@@ -425,19 +426,11 @@ def run(
                 try:
                     report.results += run_backend("lite", uri, **kwargs)
                 finally:
-                    _release_lite(uri)
+                    release_lite(uri)
         else:
             raise ValueError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
     report.seconds = time.perf_counter() - started
     return report
-
-
-def _release_lite(uri: str) -> None:
-    """Stop the in-process Milvus Lite server for `uri` (it would live until the process exits)."""
-    with suppress(Exception):
-        from milvus_lite.server_manager import server_manager_instance
-
-        server_manager_instance.release_server(uri)
 
 
 def _environment() -> dict[str, Any]:

@@ -6,6 +6,7 @@ it with another model is an error, since its vectors would not be comparable.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -29,6 +30,17 @@ class StoreError(RuntimeError):
 
 def is_local(uri: str) -> bool:
     return "://" not in uri
+
+
+def release_lite(uri: str) -> None:
+    """Stop the in-process Milvus Lite server for `uri`; it would otherwise live, and keep its
+    background threads on this process's GIL, until the process exits. A no-op for servers."""
+    if not is_local(uri):
+        return
+    with contextlib.suppress(Exception):
+        from milvus_lite.server_manager import server_manager_instance
+
+        server_manager_instance.release_server(uri)
 
 
 def connect(uri: str, token: str = "") -> MilvusClient:
