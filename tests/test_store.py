@@ -13,6 +13,7 @@ import random
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
@@ -119,6 +120,15 @@ def inserts_of(store: CoalescingMilvusVectorStore):
     return store._coalescers_for_loop()[0]
 
 
+async def query_all(
+    store: MilvusVectorStore, queries: list[list[float]], top_k: int = 3, **kwargs: Any
+) -> list[VectorStoreQueryResult]:
+    """One concurrent `aquery` per query vector, as many independent callers would make them."""
+    return await asyncio.gather(
+        *(store.aquery(VectorStoreQuery(query_embedding=q, similarity_top_k=top_k, **kwargs)) for q in queries)
+    )
+
+
 def searches_of(store: CoalescingMilvusVectorStore):
     return store._coalescers_for_loop()[1]
 
@@ -146,9 +156,7 @@ async def test_concurrent_async_adds_share_requests_and_each_gets_its_ids(make_s
     assert inserts_of(store).batches_sent == 1  # 40 one-node calls, one insert request
     assert count(store) == 40
     # every node finds itself
-    results = await asyncio.gather(
-        *(store.aquery(VectorStoreQuery(query_embedding=n.embedding, similarity_top_k=1)) for n in nodes[:10])
-    )
+    results = await query_all(store, [n.embedding for n in nodes[:10]], top_k=1)
     assert [r.ids[0] for r in results] == [n.node_id for n in nodes[:10]]
     assert all(abs(r.similarities[0] - 1.0) < 1e-4 for r in results)
     assert results[0].nodes[0].get_content() == "text 0"
@@ -192,13 +200,9 @@ async def test_coalesced_results_equal_one_request_per_call(make_store) -> None:
     filters = MetadataFilters(filters=[MetadataFilter(key="genre", value="report")])
     for top_k, kwargs in ((3, {}), (5, {"filters": filters})):
         batches_before = searches_of(ours).batches_sent
-        coalesced = await asyncio.gather(
-            *(ours.aquery(VectorStoreQuery(query_embedding=q, similarity_top_k=top_k, **kwargs)) for q in queries)
-        )
+        coalesced = await query_all(ours, queries, top_k, **kwargs)
         assert searches_of(ours).batches_sent == batches_before + 1  # 25 calls, one search request
-        per_call = await asyncio.gather(  # MilvusVectorStore: one search request per call
-            *(theirs.aquery(VectorStoreQuery(query_embedding=q, similarity_top_k=top_k, **kwargs)) for q in queries)
-        )
+        per_call = await query_all(theirs, queries, top_k, **kwargs)  # MilvusVectorStore: a request per call
         for mine, official in zip(coalesced, per_call):
             assert len(official.ids) == top_k
             assert_same(mine, official)
@@ -278,9 +282,7 @@ async def test_bad_queries_fail_only_themselves(make_store) -> None:
     outcomes = await asyncio.gather(*calls, return_exceptions=True)
     bad = [outcomes.pop(7), outcomes.pop(3)]
     assert all(isinstance(e, MilvusException) for e in bad), bad
-    per_call = await asyncio.gather(
-        *(theirs.aquery(VectorStoreQuery(query_embedding=q, similarity_top_k=3)) for q in good)
-    )
+    per_call = await query_all(theirs, good)
     for mine, official in zip(outcomes, per_call):
         assert isinstance(mine, VectorStoreQueryResult), mine
         assert_same(mine, official)

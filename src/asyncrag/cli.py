@@ -42,7 +42,7 @@ Uri = Annotated[str | None, typer.Option(help="Milvus Lite path or server URI [e
 Token = Annotated[str | None, typer.Option(help="Milvus token, e.g. user:password [env: ASYNCRAG_TOKEN]")]
 Collection = Annotated[str | None, typer.Option(help="Collection name [env: ASYNCRAG_COLLECTION]")]
 TopK = Annotated[int | None, typer.Option("-k", "--top-k", help="How many chunks to retrieve")]
-Filter = Annotated[str, typer.Option(help='Milvus filter expression, e.g. \'file_name == "a.pdf"\'')]
+Filter = Annotated[str, typer.Option(help="Milvus filter expression, e.g. 'file_name == \"a.pdf\"'")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON")]
 
 
@@ -96,7 +96,8 @@ def ingest_cmd(
         ) as bar:
             task = bar.add_task("ingesting", total=None, chunks=0)
             return await rag.ingest(
-                list(paths), on_progress=lambda done, total, chunks: bar.update(task, completed=done, total=total, chunks=chunks)
+                list(paths),
+                on_progress=lambda done, total, chunks: bar.update(task, completed=done, total=total, chunks=chunks),
             )
 
     report = _run(rag, work())
@@ -137,7 +138,9 @@ def ask(
     question: str,
     k: TopK = None,
     filter: Filter = "",
-    llm: Annotated[str | None, typer.Option(help="local | llamacpp | transformers | openai:MODEL [env: ASYNCRAG_LLM]")] = None,
+    llm: Annotated[
+        str | None, typer.Option(help="local | llamacpp | transformers | openai:MODEL [env: ASYNCRAG_LLM]")
+    ] = None,
     no_llm: Annotated[bool, typer.Option("--no-llm", help="Answer with the retrieved passages only")] = False,
     collection: Collection = None,
     uri: Uri = None,
@@ -220,12 +223,14 @@ def bench_tutorial(
     backends: Annotated[str, typer.Option(help="Comma-separated: server,lite")] = "server,lite",
     sizes: Annotated[str, typer.Option(help="Comma-separated call counts")] = "10,100,1000",
     corpus: Annotated[int, typer.Option(help="Nodes added before the search experiments")] = 1000,
+    repeat: Annotated[int, typer.Option(help="Runs of each async experiment; the best counts")] = 3,
     server_uri: Annotated[str | None, typer.Option(help="Use this Milvus server instead of starting one")] = None,
 ) -> None:
     """The tutorial's async benchmark: MilvusVectorStore vs asyncrag, on a real Milvus server and Milvus Lite."""
     from asyncrag.bench.tutorial import main as tutorial_main
 
     argv = ["--out", str(out_path), "--backends", backends, "--sizes", sizes, "--corpus", str(corpus)]
+    argv += ["--repeat", str(repeat)]
     argv += ["--quick"] if quick else []
     argv += ["--server-uri", server_uri] if server_uri else []
     raise typer.Exit(tutorial_main(argv))

@@ -1,12 +1,13 @@
 """The ingest pipeline: parse → chunk → embed → write, all overlapping.
 
-    files ──plan──▶ units ──parser processes──▶ chunks ──embed thread──▶ vectors ──async writes──▶ Milvus
-                     (≤ max_units in flight)              (batches)             (≤ max_writes in flight)
+    files ──plan──▶ units ──parser thread/processes──▶ chunks ──embedder──▶ vectors ──async writes──▶ Milvus
+                     (≤ max_units in flight)                   (batches)             (≤ max_writes in flight)
 
-Parsing runs in a parser thread or worker processes, embedding in one thread (the model uses
-every core and releases the GIL), writes go through the coalescing store. Two
-semaphores bound what is in memory, so a corpus of any size streams through in flat memory:
-a parser blocks when the embedder is behind, the embedder when Milvus is behind.
+Parsing runs in a parser thread or worker processes; embedding runs off the event loop (the
+local model in one single-threaded worker per core, releasing the GIL); writes go through the
+coalescing store. Two semaphores bound what is in memory, so a corpus of any size streams
+through in flat memory: a parser blocks when the embedder is behind, the embedder when Milvus
+is behind.
 """
 
 from __future__ import annotations
@@ -116,7 +117,9 @@ async def retry(call: Callable[[], Awaitable[T]], attempts: int, what: str) -> T
             if attempt == attempts:
                 raise
             delay = 0.25 * 2**attempt
-            log.warning("%s failed (%s: %s); retry %d/%d in %.1fs", what, type(e).__name__, e, attempt, attempts - 1, delay)
+            log.warning(
+                "%s failed (%s: %s); retry %d/%d in %.1fs", what, type(e).__name__, e, attempt, attempts - 1, delay
+            )
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")
 
@@ -140,9 +143,10 @@ async def ingest(
     store: BasePydanticVectorStore,
     embedder: Embedder,
     chunk_spec: ChunkSpec,
-    limits: Limits = Limits(),
+    limits: Limits | None = None,
     on_progress: Progress | None = None,
 ) -> IngestReport:
+    limits = limits or Limits()
     started = time.perf_counter()
     files, failures = discover(paths, limits.max_file_bytes)
     tracker = _Tracker({str(p): _File() for p in files}, on_progress)
