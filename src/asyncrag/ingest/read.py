@@ -11,12 +11,10 @@ from pathlib import Path
 
 from llama_index.core.schema import Document
 
+from asyncrag.errors import ReadError
+
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 SUFFIXES = TEXT_SUFFIXES | {".pdf", ".html", ".htm", ".docx"}
-
-
-class ReadError(Exception):
-    """A file we cannot ingest; the message is the reason shown to the user."""
 
 
 def document(text: str, source: str, page: int | None = None) -> Document:
@@ -32,8 +30,15 @@ def document(text: str, source: str, page: int | None = None) -> Document:
     )
 
 
+def read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise ReadError(f"cannot read file: {e.strerror}") from None
+
+
 def read_text(path: Path) -> str:
-    data = path.read_bytes()
+    data = read_bytes(path)
     if b"\x00" in data[:8192]:
         raise ReadError("binary content in a text file (NUL bytes)")
     try:

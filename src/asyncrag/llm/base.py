@@ -7,7 +7,10 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Protocol
 
+from asyncrag.errors import LLMUnavailable
+
 Messages = list[dict[str, str]]
+__all__ = ["ChatModel", "LLMUnavailable", "Messages", "stream_in_thread"]
 
 
 class ChatModel(Protocol):
@@ -16,10 +19,6 @@ class ChatModel(Protocol):
     def astream(self, messages: Messages, max_tokens: int) -> AsyncIterator[str]:
         """Text pieces of the answer as they are generated."""
         ...
-
-
-class LLMUnavailable(RuntimeError):
-    """No LLM could be loaded; the message says how to configure one."""
 
 
 async def stream_in_thread(produce: Callable[[], Iterator[str]]) -> AsyncIterator[str]:

@@ -9,8 +9,9 @@ from pymilvus.exceptions import MilvusException
 
 from asyncrag.embed import Embedder
 from asyncrag.results import Source
+from asyncrag.errors import StoreError, one_line
+from asyncrag.store import expr
 from asyncrag.store.coalesce import Coalescer
-from asyncrag.store.milvus import StoreError
 
 
 class Retriever:
@@ -28,12 +29,14 @@ class Retriever:
         return await asyncio.to_thread(self.embedder.embed, texts)
 
     async def retrieve(self, question: str, k: int = 5, filter: str = "") -> list[Source]:
+        """The top `k` chunks; `filter` is the user's Milvus expression (StoreError if it is invalid)."""
+        filter = expr.user_filter(filter)
         query = VectorStoreQuery(query_embedding=await self.embed_query(question), similarity_top_k=k)
         try:
             result = await self.store.aquery(query, string_expr=filter)
         except MilvusException as e:
             what = f"invalid filter {filter!r}" if filter else "search failed"
-            raise StoreError(f"{what}: {e.message}") from None
+            raise StoreError(f"{what}: {one_line(e.message)}") from None
         return [
             Source(
                 text=node.get_content(),

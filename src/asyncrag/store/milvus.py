@@ -7,25 +7,21 @@ it with another model is an error, since its vectors would not be comparable.
 from __future__ import annotations
 
 import contextlib
-import logging
+import fcntl
+import os
 from pathlib import Path
 
 from pymilvus import MilvusClient
 from pymilvus.exceptions import MilvusException
 
+from asyncrag.errors import StoreError, one_line
 from asyncrag.results import CollectionStats
 from asyncrag.store.vector_store import CoalescingMilvusVectorStore
 
 MODEL_PROPERTY = "asyncrag.embed_model"
 EMBEDDING_FIELD = "embedding"
 CONNECT_TIMEOUT_S = 10.0
-
-# pymilvus logs every failed RPC with a traceback at ERROR; we report errors ourselves.
-logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
-
-
-class StoreError(RuntimeError):
-    """A Milvus problem, said in words a user can act on."""
+LITE_LOCK_FILE = "LOCK"  # milvus_lite.db.LOCK_FILENAME: one process at a time holds a database
 
 
 def is_local(uri: str) -> bool:
@@ -43,14 +39,62 @@ def release_lite(uri: str) -> None:
         server_manager_instance.release_server(uri)
 
 
-def connect(uri: str, token: str = "") -> MilvusClient:
-    """A sync client, failing fast with a clear message when nothing answers at `uri`."""
+def connect(uri: str, token: str = "", *, create: bool = False) -> MilvusClient:
+    """A sync client, failing fast with a clear message when nothing answers at `uri`.
+
+    A Milvus Lite database that does not exist is created only when `create` is set (ingest):
+    a misspelled path must not leave an empty database behind.
+    """
     if is_local(uri):
-        Path(uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        _check_lite_path(Path(uri), create)
     try:
         return MilvusClient(uri=uri, token=token, timeout=CONNECT_TIMEOUT_S)
     except MilvusException as e:
-        raise StoreError(f"cannot reach Milvus at {uri}: {e.message}") from None
+        if is_local(uri) and _lite_locked(Path(uri)):
+            raise StoreError(
+                f"another process has the Milvus Lite database {uri} open; Milvus Lite serves one process at a time: "
+                "wait for it, or run a Milvus server for several processes (--uri http://HOST:19530)"
+            ) from None
+        raise StoreError(f"cannot reach Milvus at {uri}: {one_line(e.message)}") from None
+
+
+def _check_lite_path(path: Path, create: bool) -> None:
+    if path.exists():
+        if not path.is_dir():
+            raise StoreError(f"{path} is a file, not a Milvus Lite database (a folder): choose another --uri")
+        return
+    if not create:
+        raise StoreError(f"no Milvus Lite database at {path}: ingest something first, or check --uri")
+    try:
+        path.resolve().parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreError(f"cannot create the Milvus Lite database {path}: {e.strerror}; choose another --uri") from None
+
+
+def _lite_locked(path: Path) -> bool:
+    """Whether another process holds the database's lock (only asked after opening it failed)."""
+    try:
+        fd = os.open(path / LITE_LOCK_FILE, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def require_collection(client: MilvusClient, uri: str, collection: str) -> None:
+    """Reading commands never create a collection: a misspelled name is an error that lists the real ones."""
+    if client.has_collection(collection):
+        return
+    names = sorted(client.list_collections())
+    there = f"collections there: {', '.join(names)}" if names else "it has no collections"
+    raise StoreError(f"no collection {collection!r} at {uri} ({there}); ingest into it first, or pick another --collection")
 
 
 def collection_model(client: MilvusClient, collection: str) -> tuple[str | None, int | None]:
@@ -94,7 +138,7 @@ def open_store(
             timeout=CONNECT_TIMEOUT_S,
         )
     except MilvusException as e:
-        raise StoreError(f"Milvus at {uri} refused collection {collection!r}: {e.message}") from None
+        raise StoreError(f"Milvus at {uri} refused collection {collection!r}: {one_line(e.message)}") from None
 
 
 def stats(client: MilvusClient, collection: str) -> CollectionStats:

@@ -36,17 +36,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from llama_index.core.schema import BaseNode
+from llama_index.core.vector_stores.types import VectorStoreQuery
 from llama_index.core.vector_stores.utils import node_to_metadata_dict
 from llama_index.vector_stores.milvus import MilvusVectorStore
 from llama_index.vector_stores.milvus.base import MILVUS_ID_FIELD
 from pydantic import PrivateAttr
 from pymilvus.exceptions import ConnectError, ConnectionNotExistException, MilvusUnavailableException
 
+from asyncrag.store import expr
 from asyncrag.store.coalesce import Coalescer, ItemError
 
 Row = dict[str, Any]
@@ -164,6 +167,41 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
         if self._coalescers is not None:
             for coalescer in self._coalescers[1:]:
                 await coalescer.drain()
+
+    # -- ids in expressions: data, never code ----------------------------------------------
+    # The official store writes ids into filters between bare quotes: an id holding a quote
+    # becomes code (a crafted file name could delete every other document). These build the
+    # same filters through `expr`, and delete by filter instead of query-then-delete, which
+    # also has no query-size cap (16,384 rows on a server).
+
+    def delete(self, ref_doc_id: str | list[str], **delete_kwargs: Any) -> None:
+        """Delete the nodes of one document (or of a list of them)."""
+        ids = ref_doc_id if isinstance(ref_doc_id, list) else [ref_doc_id]
+        self.client.delete(
+            self.collection_name,
+            filter=expr.is_in(self.doc_id_field, ids),
+            partition_name=delete_kwargs.get("milvus_partition_name"),
+        )
+
+    async def adelete(self, ref_doc_id: str | list[str], **delete_kwargs: Any) -> None:
+        ids = ref_doc_id if isinstance(ref_doc_id, list) else [ref_doc_id]
+        await self.adelete_documents(ids, partition=delete_kwargs.get("milvus_partition_name"))
+
+    async def adelete_documents(self, doc_ids: Sequence[str], partition: str | None = None) -> None:
+        """Delete every node of these documents."""
+        if doc_ids:
+            await self.aclient.delete(
+                self.collection_name, filter=expr.is_in(self.doc_id_field, doc_ids), partition_name=partition
+            )
+
+    def _prepare_before_search(self, query: VectorStoreQuery, **kwargs: Any) -> tuple[str, list[str]]:
+        plain = dataclasses.replace(query, doc_ids=None, node_ids=None)
+        string_expr, output_fields = super()._prepare_before_search(plain, **kwargs)
+        return expr.all_of(
+            string_expr,
+            expr.is_in(self.doc_id_field, query.doc_ids) if query.doc_ids else "",
+            expr.is_in(MILVUS_ID_FIELD, query.node_ids) if query.node_ids else "",
+        ), output_fields
 
     # -- internals -------------------------------------------------------------------------
 
