@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from asyncrag.bench.server import milvus_package_available
+from asyncrag.testing import milvus_package_available
 from asyncrag.bench.tutorial import EXPERIMENTS, STORES
 from asyncrag.cli import app
 

@@ -56,7 +56,7 @@ from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 from llama_index.core.vector_stores import VectorStoreQuery
 from llama_index.vector_stores.milvus import MilvusVectorStore
 
-from asyncrag.bench.server import MilvusServer, MilvusServerError, milvus_package_available
+from asyncrag.testing import MilvusServer, MilvusServerError, milvus_package_available
 from asyncrag.store.milvus import release_lite
 from asyncrag.store.vector_store import CoalescingMilvusVectorStore
 
