@@ -208,33 +208,5 @@ def _print_stats(rows: list, json_out: bool) -> None:
     out.print(table)
 
 
-bench_app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
-app.add_typer(bench_app, name="bench")
-
-
-@bench_app.command("tutorial")
-def bench_tutorial(
-    quick: Annotated[
-        bool, typer.Option("--quick", help="Sync experiments at 10/100 only (sync search at 1000 takes minutes)")
-    ] = False,
-    out_path: Annotated[Path, typer.Option("--out", help="JSON path; the PNG chart goes next to it")] = Path(
-        "benchmarks/results/tutorial_async.json"
-    ),
-    backends: Annotated[str, typer.Option(help="Comma-separated: server,lite")] = "server,lite",
-    sizes: Annotated[str, typer.Option(help="Comma-separated call counts")] = "10,100,1000",
-    corpus: Annotated[int, typer.Option(help="Nodes added before the search experiments")] = 1000,
-    repeat: Annotated[int, typer.Option(help="Runs of each async experiment; the best counts")] = 3,
-    server_uri: Annotated[str | None, typer.Option(help="Use this Milvus server instead of starting one")] = None,
-) -> None:
-    """The tutorial's async benchmark: MilvusVectorStore vs asyncrag, on a real Milvus server and Milvus Lite."""
-    from asyncrag.bench.tutorial import main as tutorial_main
-
-    argv = ["--out", str(out_path), "--backends", backends, "--sizes", sizes, "--corpus", str(corpus)]
-    argv += ["--repeat", str(repeat)]
-    argv += ["--quick"] if quick else []
-    argv += ["--server-uri", server_uri] if server_uri else []
-    raise typer.Exit(tutorial_main(argv))
-
-
 def main() -> None:  # pragma: no cover
     sys.exit(app())
