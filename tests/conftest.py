@@ -114,7 +114,7 @@ def milvus_server():
     """
     import os
 
-    from asyncrag.bench.server import MilvusServer, MilvusServerError, milvus_package_available
+    from asyncrag.testing import MilvusServer, MilvusServerError, milvus_package_available
 
     if not milvus_package_available():
         pytest.skip("the `milvus` package (Milvus 2.3.5 standalone) is not installed")

@@ -1,26 +1,34 @@
-"""The tutorial benchmark runs end to end (--quick, small sizes) and writes its JSON and chart.
+"""benchmarks/tutorial_async.py runs end to end (--quick, small sizes) and writes its JSON and chart.
 
 Only that it completes and what it writes are checked, never its timings.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from asyncrag.bench.server import milvus_package_available
-from asyncrag.bench.tutorial import EXPERIMENTS, STORES
-from asyncrag.cli import app
+from asyncrag.testing import milvus_package_available
 
 ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "tutorial_async.py"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-pytestmark = pytest.mark.slow
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("tutorial_async", SCRIPT)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = module  # type: ignore[union-attr]  # its dataclasses look their module up
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+tutorial = _load_script()
 
 
 def check_report(data: dict, *, backends: list[str], sizes: list[int], sync_sizes: list[int]) -> None:
@@ -31,33 +39,32 @@ def check_report(data: dict, *, backends: list[str], sizes: list[int], sync_size
     expected = {
         (backend, experiment, n)
         for backend in backends
-        for experiment in EXPERIMENTS
+        for experiment in tutorial.EXPERIMENTS
         for n in (sync_sizes if experiment.startswith("sync") else sizes)
     }
     got = {(r["backend"], r["experiment"], r["n"]) for r in data["results"]}
     assert got == expected
     for r in data["results"]:
-        for store in STORES:
+        for store in tutorial.STORES:
             assert isinstance(r[store], float) and r[store] > 0
         assert r["ratio"] == pytest.approx(r["MilvusVectorStore"] / r["asyncrag"])
         repeats = data["config"]["repeat"] if r["experiment"].startswith("async") else 1
-        for store in STORES:  # each store's time is its best run
+        for store in tutorial.STORES:  # each store's time is its best run
             assert 1 <= len(r["runs"][store]) <= repeats and r[store] == min(r["runs"][store])
         if r["experiment"].startswith("async"):  # the floor: all the work in one pymilvus request
             assert r["one request"] == min(r["runs"]["one request"]) > 0
             assert r["best_ratio"] == pytest.approx(r["MilvusVectorStore"] / r["one request"])
         else:
             assert r["one request"] is None and "one request" not in r["runs"]
-    png = Path(data["chart"])
-    assert png.is_file() and png.read_bytes()[:8] == PNG_MAGIC
 
 
+@pytest.mark.slow
 def test_quick_benchmark_script_on_both_backends(tmp_path: Path) -> None:
     out = tmp_path / "results" / "tutorial.json"
     proc = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "benchmarks" / "tutorial_async.py"),
+            str(SCRIPT),
             "--quick",
             "--sizes",
             "10,200",
@@ -83,15 +90,34 @@ def test_quick_benchmark_script_on_both_backends(tmp_path: Path) -> None:
     else:
         assert "server" in data["skipped"]
     check_report(data, backends=backends, sizes=[10, 200], sync_sizes=[10])
-    assert out.with_suffix(".png").is_file()
+    assert out.with_suffix(".png").read_bytes()[:8] == PNG_MAGIC
 
 
-def test_cli_bench_tutorial_on_lite(tmp_path: Path) -> None:
-    out = tmp_path / "cli.json"
-    result = CliRunner().invoke(
-        app, ["bench", "tutorial", "--backends", "lite", "--sizes", "10", "--corpus", "20", "--out", str(out)]
-    )
-    assert result.exit_code == 0, result.output
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [("--backends", "lite,serverr", "choose from server,lite"), ("--sizes", "10,0", "positive call counts")],
+)
+def test_bad_arguments_stop_before_any_run(
+    flag: str, value: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        tutorial.main([flag, value, "--out", str(tmp_path / "r.json")])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.slow
+def test_without_matplotlib_the_json_is_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
+    out = tmp_path / "lite.json"
+    argv = ["--backends", "lite", "--sizes", "10", "--corpus", "20", "--repeat", "2", "--out", str(out)]
+    assert tutorial.main(argv) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "no chart drawn" in warnings[0] and "matplotlib" in warnings[0]
+    assert not out.with_suffix(".png").exists()
     data = json.loads(out.read_text())
-    assert data["quick"] is False and data["note"] is None
+    assert data["quick"] is False and data["note"] is None and data["config"]["repeat"] == 2
     check_report(data, backends=["lite"], sizes=[10], sync_sizes=[10])

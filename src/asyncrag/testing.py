@@ -1,7 +1,12 @@
-"""A real Milvus server without Docker: the PyPI `milvus` package (Milvus 2.3.5 standalone).
+"""A real Milvus server without Docker, for tests: the PyPI `milvus` package (Milvus 2.3.5 standalone).
 
 `MilvusServer` starts one in a fresh temporary data directory, waits until it answers,
 and on stop kills its whole process group and deletes the data directory.
+
+It lives in the package, like `fastapi.testclient`, because it is test support that users
+need too: an application built on asyncrag can run its integration tests against a real
+Milvus server (`pip install 'asyncrag[bench]'`, no Docker), and asyncrag's own tests/ and
+benchmarks/ import it from here. Nothing else in the package imports it.
 
 Why not the package's own `milvus.MilvusServer`: it unpacks ~200 MB of binaries into every
 data directory (~6 s each time), it cannot kill a process group, and its graceful stop takes
@@ -35,6 +40,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from platformdirs import user_cache_path
+
 COMPONENTS = ("rootCoord", "proxy", "queryCoord", "queryNode", "indexNode", "dataCoord", "dataNode")
 ETCD_PEER_PORT = 2380  # the first free port from here is used
 METRICS_PORT = 9091  # /healthz; the first free port from here is used
@@ -51,11 +58,6 @@ def milvus_package_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def _cache_dir(version: str) -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "asyncrag" / f"milvus-server-{version}"
 
 
 def _port_free(port: int) -> bool:
@@ -214,7 +216,8 @@ class MilvusServer:
     @staticmethod
     def _binaries(milvus_module: object) -> Path:
         """Unpack the package's binaries once (they are xz-compressed in the wheel), under a lock."""
-        cache = _cache_dir(getattr(milvus_module, "__version__", "unknown"))
+        version = getattr(milvus_module, "__version__", "unknown")
+        cache = user_cache_path("asyncrag") / f"milvus-server-{version}"
         cache.mkdir(parents=True, exist_ok=True)
         with open(cache / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
