@@ -25,7 +25,8 @@ from llama_index.core.vector_stores import (
     VectorStoreQueryResult,
 )
 from llama_index.vector_stores.milvus import MilvusVectorStore
-from pymilvus.exceptions import MilvusException
+from pydantic_core import PydanticSerializationError
+from pymilvus.exceptions import MilvusException, ParamError
 
 from asyncrag.store.vector_store import CoalescingMilvusVectorStore
 
@@ -356,3 +357,97 @@ async def test_cancelling_a_waiting_caller_is_clean(make_store) -> None:
     assert isinstance(results[0], asyncio.CancelledError)
     assert [r.ids[0] for r in results[3:]] == [n.node_id for n in nodes[3:]]
     await store.aflush_pending()
+
+
+# -- error paths: the official store's exception types ----------------------------------------
+
+BOTH = pytest.mark.parametrize("cls", [MilvusVectorStore, CoalescingMilvusVectorStore], ids=["official", "ours"])
+
+
+def odd_node(**changes: Any) -> TextNode:
+    node = make_nodes(1, seed=42)[0]
+    for name, value in changes.items():
+        setattr(node, name, value)
+    return node
+
+
+# What a caller gets from one bad call, on either class and either backend: the exact type.
+BAD_CALLS: dict[str, tuple[Callable[[MilvusVectorStore], Any], type[Exception]]] = {
+    "nodes=None": (lambda s: s.async_add(None), TypeError),
+    "a node without an embedding": (lambda s: s.async_add([odd_node(embedding=None)]), MilvusException),
+    "a node of the wrong dimension": (lambda s: s.async_add([odd_node(embedding=[0.5] * (DIM + 1))]), MilvusException),
+    "nodes of two dimensions": (
+        lambda s: s.async_add([*make_nodes(2), odd_node(embedding=[0.5] * (DIM + 1))]),
+        MilvusException,
+    ),
+    "an id over the field's max_length": (lambda s: s.async_add([odd_node(id_="x" * 70_000)]), MilvusException),
+    "metadata that cannot be serialised": (
+        lambda s: s.async_add([odd_node(metadata={"when": object()})]),
+        PydanticSerializationError,
+    ),
+    "an unknown partition": (lambda s: s.async_add(make_nodes(1), milvus_partition_name="nope"), MilvusException),
+    "a query of the wrong dimension": (
+        lambda s: s.aquery(VectorStoreQuery(query_embedding=[0.5] * (DIM + 1), similarity_top_k=3)),
+        MilvusException,
+    ),
+    "a malformed filter": (
+        lambda s: s.aquery(VectorStoreQuery(query_embedding=[0.5] * DIM, similarity_top_k=3), string_expr="year >>> 3"),
+        MilvusException,
+    ),
+    "top-k 0": (lambda s: s.aquery(VectorStoreQuery(query_embedding=[0.5] * DIM, similarity_top_k=0)), ParamError),
+}
+
+
+async def error_type(call: Any) -> type[BaseException] | None:
+    try:
+        await call
+    except Exception as e:  # noqa: BLE001 - the type is what is compared
+        return type(e)
+    return None
+
+
+@BOTH
+async def test_bad_calls_raise_the_official_stores_exception_types(make_store, cls) -> None:
+    store = make_store(cls)
+    store.add(make_nodes(5, seed=1))
+    got = {name: await error_type(call(store)) for name, (call, _) in BAD_CALLS.items()}
+    assert got == {name: expected for name, (_, expected) in BAD_CALLS.items()}
+    assert await store.async_add([]) == []
+    assert count(store) == 5  # no bad call wrote anything
+
+
+@BOTH
+async def test_force_flush_is_refused_and_ours_writes_nothing_first(make_store, cls) -> None:
+    store = make_store(cls)
+    with pytest.raises(NotImplementedError, match="force_flush"):
+        await store.async_add(make_nodes(3), force_flush=True)
+    # The official store inserts, then raises; ours raises before anything is queued.
+    assert count(store) == (0 if cls is CoalescingMilvusVectorStore else 3)
+    if cls is CoalescingMilvusVectorStore:
+        assert inserts_of(store).batches_sent == 0
+
+
+@BOTH
+async def test_async_calls_without_the_async_client_say_how_to_get_it(make_store, cls) -> None:
+    store = make_store(cls, use_async_client=False)
+    query = VectorStoreQuery(query_embedding=[0.5] * DIM, similarity_top_k=3)
+    for call in (lambda: store.async_add(make_nodes(3)), lambda: store.async_add([]), lambda: store.aquery(query)):
+        with pytest.raises(AssertionError, match=r"use_async_client ?= ?True"):
+            await call()
+    assert count(store) == 0
+    assert store.add(make_nodes(3)) == [n.node_id for n in make_nodes(3)]  # the sync path still works
+    assert store.query(query).ids
+
+
+@BOTH
+async def test_a_dense_aquery_without_an_embedding_fails_only_itself(make_store, cls) -> None:
+    store = make_store(cls)
+    nodes = make_nodes(10)
+    store.add(nodes)
+    calls = [store.aquery(VectorStoreQuery(query_embedding=n.embedding, similarity_top_k=1)) for n in nodes[:4]]
+    calls.insert(2, store.aquery(VectorStoreQuery(query_embedding=None, similarity_top_k=1)))
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    assert type(outcomes.pop(2)) is ParamError
+    assert [r.ids for r in outcomes] == [[n.node_id] for n in nodes[:4]]
+    if cls is CoalescingMilvusVectorStore:
+        assert searches_of(store).batches_sent == 1  # the four good ones shared a request; None never joined

@@ -47,7 +47,7 @@ from llama_index.core.vector_stores.utils import node_to_metadata_dict
 from llama_index.vector_stores.milvus import MilvusVectorStore
 from llama_index.vector_stores.milvus.base import MILVUS_ID_FIELD
 from pydantic import PrivateAttr
-from pymilvus.exceptions import ConnectError, ConnectionNotExistException, MilvusUnavailableException
+from pymilvus.exceptions import ConnectError, ConnectionNotExistException, MilvusUnavailableException, ParamError
 
 from asyncrag.store import expr
 from asyncrag.store.coalesce import Coalescer, ItemError
@@ -59,6 +59,15 @@ SearchKey = tuple[int, str, tuple[str, ...], str, tuple[str, ...] | None, int]
 # Node fields that `_parse_from_milvus_results` reads from a hit, besides the text field and
 # the store's `output_fields`.
 NODE_FIELDS = ("_node_content", "_node_type")
+
+NO_ASYNC_CLIENT = (
+    "async methods need the async Milvus client, and this store was made with use_async_client=False: "
+    "pass use_async_client=True (the default) to the constructor, or call the sync methods"
+)
+FORCE_FLUSH_UNSUPPORTED = (
+    "force_flush is not supported in async mode (nothing was written): await async_add(nodes), "
+    "then store.client.flush(store.collection_name); or call add(nodes, force_flush=True)"
+)
 
 
 class _Chunk(NamedTuple):
@@ -129,16 +138,16 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
         The caller only queues its nodes: rows are built inside the batch, so while Milvus
         stores one batch the client builds and packs the next one. A caller cancelled before
         its batch is sent inserts nothing; one cancelled later may still have its rows written.
+        Errors are the official store's types; `force_flush=True` raises its NotImplementedError
+        before writing anything (the official store writes first, then raises).
         """
+        inserts, _ = self._coalescers_for_loop()  # fails like the official store without an async client
+        if add_kwargs.get("force_flush"):
+            raise NotImplementedError(FORCE_FLUSH_UNSUPPORTED)
         if self.enable_sparse:  # sparse rows need the official per-call encoding path
             return await super().async_add(nodes, **add_kwargs)
-        if add_kwargs.get("force_flush"):
-            raise NotImplementedError("force_flush is not supported in async mode.")
-        if not nodes:
-            return []
-        inserts, _ = self._coalescers_for_loop()
         partition = add_kwargs.get("milvus_partition_name")
-        chunks = self._split(nodes)
+        chunks = self._split(nodes)  # [] gives no chunks and returns []; None raises TypeError, as officially
         if len(chunks) == 1:  # the usual case: no extra task per caller
             return await inserts.submit(self._insert_key(partition, chunks[0]), chunks[0])
         parts = await asyncio.gather(*(inserts.submit(self._insert_key(partition, c), c) for c in chunks))
@@ -148,9 +157,12 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
         self, query: Any, string_expr: str, output_fields: list[str], **kwargs: Any
     ) -> tuple[list[BaseNode], list[float], list[str]]:
         _, searches = self._coalescers_for_loop()
+        embedding = query.query_embedding
+        if embedding is None:  # pymilvus's error type for it, raised before it can join a batch
+            raise ParamError(message="aquery needs query.query_embedding for a dense search, and it is None")
         params = kwargs.get("milvus_search_config", self.search_config)
         partitions = kwargs.get("milvus_partition_names")
-        vector = list(query.query_embedding)
+        vector = list(embedding)
         key: SearchKey = (
             query.similarity_top_k,
             string_expr,
@@ -206,10 +218,16 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
     # -- internals -------------------------------------------------------------------------
 
     def _coalescers_for_loop(self) -> tuple[Coalescer, Coalescer]:
-        """Coalescers hold futures bound to one event loop; make new ones for a new loop."""
+        """Coalescers hold futures bound to one event loop; make new ones for a new loop.
+
+        They send through the async client, so this is where its absence is found: once per
+        loop, not once per call. AssertionError, because the official store asserts.
+        """
         loop = asyncio.get_running_loop()
         state = self._coalescers  # a pydantic private attribute: read it once (~2 us a read)
         if state is None or state[0] is not loop:
+            if self.aclient is None:
+                raise AssertionError(NO_ASYNC_CLIENT)
             inserts = Coalescer(
                 self._insert_batch,
                 max_items=self.max_batch_rows,
