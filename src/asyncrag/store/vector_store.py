@@ -201,6 +201,8 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
 
     async def adelete_documents(self, doc_ids: Sequence[str], partition: str | None = None) -> None:
         """Delete every node of these documents."""
+        if self.aclient is None:
+            raise AssertionError(NO_ASYNC_CLIENT)
         if doc_ids:
             await self.aclient.delete(
                 self.collection_name, filter=expr.is_in(self.doc_id_field, doc_ids), partition_name=partition
