@@ -7,7 +7,6 @@ session's embedding model stands in for a reload per command (loading MiniLM tak
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from typer.testing import CliRunner, Result
 
 from asyncrag import cli
 from asyncrag.embed.local import LocalEmbedder
+from conftest import cli_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "examples" / "corpus"
@@ -26,19 +26,8 @@ CORPUS_FILES = {"about.md", "annual-report-2025.pdf", "brewing-guide.txt", "faq.
 def cli_home(tmp_path_factory: pytest.TempPathFactory, embedder: LocalEmbedder) -> Iterator[dict[str, str]]:
     """The env of every command in this module, and examples/corpus ingested once into its collection."""
     home = tmp_path_factory.mktemp("cli")
-    env = {
-        "ASYNCRAG_CONFIG": "",
-        "ASYNCRAG_URI": str(home / "milvus.db"),
-        "ASYNCRAG_COLLECTION": "corpus",
-        "ASYNCRAG_LLM": "none",
-        "ASYNCRAG_PARSE_WORKERS": "0",
-    }
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("asyncrag.rag.load_embedder", lambda spec, batch_size=64: embedder)
-        for name in list(os.environ):
-            if name.startswith("ASYNCRAG_"):
-                mp.delenv(name)
-        mp.chdir(home)
+        env = {**cli_environment(mp, home, embedder), "ASYNCRAG_COLLECTION": "corpus"}
         result = CliRunner().invoke(cli.app, ["ingest", str(CORPUS), "--json"], env=env)
         assert result.exit_code == 0, result.output
         env["_REPORT"] = result.stdout
