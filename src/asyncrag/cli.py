@@ -12,7 +12,9 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -105,16 +107,40 @@ def _print_sources(sources: list[Source]) -> None:
         out.print("    " + " ".join(s.text.split())[:300], markup=False, highlight=False)
 
 
+def _shard(text: str | None) -> tuple[int, int] | None:
+    """'i/n' (i counts from 0) -> (i, n)."""
+    if text is None:
+        return None
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit() and 0 <= int(index) < int(count)):
+        raise typer.BadParameter(f"{text!r}: use i/n with 0 <= i < n, e.g. 0/4")
+    return int(index), int(count)
+
+
 @app.command("ingest")
 def ingest_cmd(
     # str, not Path: typer would refuse an unreadable path for the whole run; it is one file's failure.
     paths: Annotated[list[str], typer.Argument(help="Files and folders (recursive)")],
+    prune: Annotated[bool, typer.Option("--prune", help="Delete the documents gone from these paths")] = False,
+    shard: Annotated[
+        str | None, typer.Option(help="i/n: only the documents whose id hashes to shard i of n (0-based)")
+    ] = None,
+    doc_id_prefix: Annotated[
+        str | None, typer.Option(help="Document ids: this prefix + the path relative to the given folder")
+    ] = None,
+    report_path: Annotated[
+        Path | None, typer.Option("--report", help="Write a JSON report (one entry per file) here")
+    ] = None,
+    max_concurrency: Annotated[
+        int | None, typer.Option(help="Embedding calls in flight [env: ASYNCRAG_MAX_CONCURRENCY]")
+    ] = None,
     collection: Collection = None,
     uri: Uri = None,
     token: Token = None,
     json_out: Json = False,
 ) -> None:
-    """Parse, chunk, embed and store documents (.txt .md .pdf .html .docx)."""
+    """Bring the collection up to date with documents (.txt .md .pdf .html .docx): only what changed is redone."""
+    shard_of = _shard(shard)
 
     async def work(rag: AsyncRAG) -> IngestReport:
         with Progress(
@@ -130,19 +156,58 @@ def ingest_cmd(
             return await rag.ingest(
                 list(paths),
                 on_progress=lambda done, total, chunks: bar.update(task, completed=done, total=total, chunks=chunks),
+                prune=prune,
+                shard=shard_of,
+                doc_id_prefix=doc_id_prefix,
             )
 
-    report = _run(dict(collection=collection, uri=uri, token=token), work)
+    report = _run(dict(collection=collection, uri=uri, token=token, max_concurrency=max_concurrency), work)
+    if report_path is not None:
+        report_path.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
     if json_out:
         out.print_json(json.dumps(report.to_dict()))
     else:
         for f in report.failures:
             err.print(f"[red]failed[/red] {escape(f.path)}: {escape(f.reason)}", highlight=False)
+        counts = ", ".join(f"{n} {status}" for status, n in report.counts().items() if n)
         out.print(
             f"{report.files} files, {report.chunks} chunks, {len(report.failures)} failures "
-            f"in {report.seconds:.1f} s ({report.chunks_per_second:.1f} chunks/s)"
+            f"in {report.seconds:.1f} s ({report.chunks_per_second:.1f} chunks/s)" + (f": {counts}" if counts else ""),
+            highlight=False,
         )
     if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def documents(collection: Collection = None, uri: Uri = None, token: Token = None, json_out: Json = False) -> None:
+    """The documents stored in the collection: id, chunks, content hash, when written."""
+    docs = _run(dict(collection=collection, uri=uri, token=token), lambda rag: rag.documents())
+    if json_out:
+        out.print_json(json.dumps([d.to_dict() for d in docs]))
+        return
+    table = Table("document", "chunks", "sha256", "written")
+    table.columns[0].overflow = "fold"
+    for d in docs:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d.updated_at))
+        table.add_row(escape(d.doc_id), str(d.chunks), d.hash[:12] or "-", when if d.complete else f"{when} (unfinished)")
+    out.print(table)
+
+
+@app.command()
+def delete(
+    doc_ids: Annotated[list[str], typer.Argument(help="Document ids, as `asyncrag documents` lists them")],
+    collection: Collection = None,
+    uri: Uri = None,
+    token: Token = None,
+) -> None:
+    """Delete documents (their chunks and records) from the collection."""
+    deleted = _run(dict(collection=collection, uri=uri, token=token), lambda rag: rag.delete(list(doc_ids)))
+    missing = [d for d in doc_ids if d not in deleted]
+    out.print(f"{len(deleted)} documents deleted", highlight=False)
+    for doc_id in missing:
+        err.print(f"[yellow]not stored:[/yellow] {escape(doc_id)}", highlight=False)
+    if missing:
         raise typer.Exit(1)
 
 

@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     # "minilm" (bundled all-MiniLM-L6-v2), a local sentence-transformers folder, or "openai:MODEL".
     embed_model: str = Field("minilm", min_length=1)
     embed_batch_size: int = Field(64, ge=1, le=4096)  # chunks handed to the embedder at a time
+    max_concurrency: int = Field(1, ge=1, le=64)  # embedding calls in flight (more helps a remote endpoint)
     # None: fit the embedding model's window (its max sequence length, in its own tokens).
     chunk_size: int | None = Field(None, ge=16, le=32768)
     chunk_overlap: int = Field(32, ge=0)  # capped at a quarter of chunk_size
@@ -75,6 +76,13 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_home(cls, uri: str) -> str:
         return uri if "://" in uri else os.path.expanduser(uri)
+
+    @field_validator("collection")
+    @classmethod
+    def _not_a_manifest(cls, collection: str) -> str:
+        if collection.endswith("__documents"):
+            raise ValueError("names ending in __documents are reserved for asyncrag's document records")
+        return collection
 
     @field_validator("llm")
     @classmethod

@@ -23,12 +23,14 @@ from asyncrag.config import TOP_K_MAX, Settings
 from asyncrag.embed import Embedder, load_embedder
 from asyncrag.errors import AsyncRAGError, ConfigError, StoreError, one_line
 from asyncrag.ingest.chunk import ChunkSpec, chunk_spec_for
-from asyncrag.ingest.pipeline import Limits, Progress, ingest
+from asyncrag.ingest.pipeline import Limits, Options, Progress, delete_documents, ingest
 from asyncrag.llm import ChatModel, load_llm
 from asyncrag.query.answer import retrieval_only, stream_answer
 from asyncrag.query.retrieve import Retriever
-from asyncrag.results import Answer, CollectionStats, IngestReport, Source
+from asyncrag.results import Answer, CollectionStats, DocumentInfo, IngestReport, Source
 from asyncrag.store import milvus
+from asyncrag.store.manifest import Manifest
+from asyncrag.store.manifest import ensure as ensure_manifest
 from asyncrag.store.vector_store import CoalescingMilvusVectorStore
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,7 @@ class AsyncRAG:
         self._embedder = embedder
         self._llm: ChatModel | None = _UNSET if llm is None or isinstance(llm, str) else llm
         self._store: CoalescingMilvusVectorStore | None = None
+        self._created = False  # whether the store was opened by ingest (collection and manifest ensured)
         self._retriever: Retriever | None = None
 
     async def __aenter__(self) -> AsyncRAG:
@@ -106,6 +109,9 @@ class AsyncRAG:
         Raises StoreError when Milvus does not answer, the collection is missing, or it holds
         vectors of another embedding model.
         """
+        if self._store is not None and create and not self._created:  # opened for reading first
+            await asyncio.to_thread(ensure_manifest, self._store.client, self.settings.collection)
+            self._created = True
         if self._store is None:
             s = self.settings
             client = milvus.connect(s.uri, s.token, create=create)  # before loading any model: fail fast
@@ -115,12 +121,18 @@ class AsyncRAG:
                 e = await self.embedder()
                 # Built on the event loop's thread: its async client belongs to this loop.
                 self._store = milvus.open_store(
-                    client, s.uri, s.collection, embed_model=e.name, dim=e.dim, token=s.token,
+                    client, s.uri, s.collection, embedder=e, create=create, token=s.token,
                     consistency_level=s.consistency_level,
                 )
+                self._created = create
             finally:
                 client.close()
         return self._store
+
+    async def manifest(self) -> Manifest:
+        """The collection's record of its documents (store/manifest.py)."""
+        store = await self.store()
+        return Manifest(store.aclient, self.settings.collection)
 
     async def llm(self) -> ChatModel | None:
         """The configured LLM, None for "none"; raises LLMUnavailable (saying how to configure one)."""
@@ -137,11 +149,25 @@ class AsyncRAG:
     # -- what users do -------------------------------------------------------------------
 
     @_milvus_errors
-    async def ingest(self, paths: list[str | Path], on_progress: Progress | None = None) -> IngestReport:
-        """Parse, chunk, embed and store files and folders (recursively); creates the collection.
+    async def ingest(
+        self,
+        paths: list[str | Path],
+        on_progress: Progress | None = None,
+        *,
+        prune: bool = False,
+        shard: tuple[int, int] | None = None,
+        doc_id_prefix: str | None = None,
+    ) -> IngestReport:
+        """Bring the collection up to date with files and folders (recursively); creates it if needed.
 
-        Re-ingesting a file replaces its chunks. Files that cannot be ingested are reported in the
-        returned report, one `Failure` each; the others are stored all the same.
+        Only what changed is parsed, embedded and written: unchanged files cost a stat. A changed
+        file's new chunks replace its old ones once they are all written; a file that fails keeps
+        its stored chunks. `prune` deletes the documents gone from `paths`; `shard=(i, n)` takes
+        only the documents whose id hashes to shard i of n (workers sharing one Milvus);
+        `doc_id_prefix` makes ids the prefix plus the path relative to the given folder (the default
+        id is the file's absolute path). A run killed at any point resumes when run again.
+        Returns a report with one entry per file (added / updated / unchanged / deleted / failed).
+        Raises RunAborted when Milvus or the embedding endpoint stays down.
         """
         s = self.settings
         limits = Limits(
@@ -149,15 +175,34 @@ class AsyncRAG:
             parse_workers=s.parse_workers,
             pdf_pages_per_task=s.pdf_pages_per_task,
             max_file_mb=s.max_file_mb,
+            max_concurrency=s.max_concurrency,
         )
+        store = await self.store(create=True)
         return await ingest(
             paths,
-            store=await self.store(create=True),
+            store=store,
+            manifest=await self.manifest(),
             embedder=await self.embedder(),
             chunk_spec=await self.chunk_spec(),
             limits=limits,
+            options=Options(prune=prune, shard=shard, doc_id_prefix=doc_id_prefix),
             on_progress=on_progress,
         )
+
+    @_milvus_errors
+    async def documents(self) -> list[DocumentInfo]:
+        """Every stored document: id, source, chunks, content hash, whether complete, when written."""
+        store = await self.store()
+        records = await (await self.manifest()).all(store.client)
+        return sorted(
+            (DocumentInfo(r.doc_id, r.source, r.chunks, r.hash, r.complete, r.updated_at) for r in records),
+            key=lambda d: d.doc_id,
+        )
+
+    @_milvus_errors
+    async def delete(self, doc_ids: list[str]) -> list[str]:
+        """Delete these documents' chunks and records; returns the ids that were stored."""
+        return await delete_documents(doc_ids, await self.store(), await self.manifest())
 
     @_milvus_errors
     async def search(self, question: str, k: int | None = None, filter: str = "") -> list[Source]:
@@ -219,7 +264,7 @@ class AsyncRAG:
         s = self.settings
         client = milvus.connect(s.uri, s.token)
         try:
-            names = sorted(client.list_collections())
+            names = milvus.collection_names(client)
             return [await asyncio.to_thread(milvus.stats, client, name) for name in names]
         finally:
             client.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 
@@ -52,12 +53,53 @@ class Failure:
     reason: str
 
 
+class Status(StrEnum):
+    """What an ingest run did with one file."""
+
+    ADDED = "added"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"  # nothing parsed, embedded or written
+    DELETED = "deleted"  # gone from the given paths (--prune)
+    FAILED = "failed"  # its stored chunks, if any, are kept as they were
+    SKIPPED = "skipped"  # another shard's
+
+
+@dataclass(frozen=True)
+class FileReport:
+    path: str
+    doc_id: str | None  # None when the path never became a document (missing, unsupported, ...)
+    status: Status
+    chunks: int = 0  # written this run; for unchanged and deleted files, those stored
+    seconds: float = 0.0
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "status": str(self.status), "seconds": round(self.seconds, 3)}
+
+
 @dataclass
 class IngestReport:
-    files: int = 0
-    chunks: int = 0
+    """One entry per file, in `documents`; the rest is summed up from them."""
+
+    documents: list[FileReport] = field(default_factory=list)
     seconds: float = 0.0
-    failures: list[Failure] = field(default_factory=list)
+
+    def count(self, status: Status) -> int:
+        return sum(1 for d in self.documents if d.status is status)
+
+    @property
+    def files(self) -> int:
+        """Files stored by this run (added or updated)."""
+        return self.count(Status.ADDED) + self.count(Status.UPDATED)
+
+    @property
+    def chunks(self) -> int:
+        """Chunks written by this run."""
+        return sum(d.chunks for d in self.documents if d.status in (Status.ADDED, Status.UPDATED))
+
+    @property
+    def failures(self) -> list[Failure]:
+        return [Failure(d.path, d.error or "") for d in self.documents if d.status is Status.FAILED]
 
     @property
     def ok(self) -> bool:
@@ -67,14 +109,34 @@ class IngestReport:
     def chunks_per_second(self) -> float:
         return self.chunks / self.seconds if self.seconds else 0.0
 
+    def counts(self) -> dict[str, int]:
+        return {str(status): self.count(status) for status in Status}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "files": self.files,
             "chunks": self.chunks,
             "seconds": round(self.seconds, 3),
             "chunks_per_second": round(self.chunks_per_second, 2),
+            "counts": self.counts(),
             "failures": [asdict(f) for f in self.failures],
+            "documents": [d.to_dict() for d in self.documents],
         }
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """A stored document, as the collection's record has it."""
+
+    doc_id: str
+    source: str
+    chunks: int
+    hash: str
+    complete: bool  # False: a run was interrupted while writing it (the next run finishes it)
+    updated_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ from typing import Protocol
 
 
 class Embedder(Protocol):
-    name: str  # stored with the collection: vectors from another model are not comparable
+    name: str  # for people
+    identity: str  # stored with the collection: vectors from another model are not comparable.
+    # A local model is known by its weights' hash, not its folder's name.
     dim: int
     max_tokens: int  # the model's window; longer inputs are silently truncated by the model
     tokenizer_file: Path | None  # the model's own tokenizer, to size chunks in its tokens

@@ -17,7 +17,7 @@ class OpenAIEmbedder:
         from openai import OpenAI, OpenAIError
 
         self.model = model
-        self.name = f"openai:{model}"
+        self.name = self.identity = f"openai:{model}"
         self.max_tokens = max_tokens
         self.tokenizer_file: Path | None = None
         try:

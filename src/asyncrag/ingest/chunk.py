@@ -35,9 +35,10 @@ def chunk_spec_for(max_tokens: int, tokenizer_file: Path | None, chunk_size: int
     return ChunkSpec(size, min(overlap, size // 4), tokenizer_file)
 
 
-def node_id(source: str, page: int | None, position: int, text: str) -> str:
-    """Stable ids: the same chunk of the same file gets the same id on every run."""
-    key = f"{source}\x00{page}\x00{position}\x00{text}"
+def node_id(doc_id: str, version: str, unit: int | None, page: int | None, position: int) -> str:
+    """Stable ids: the same chunk of the same version of a document gets the same id on every run,
+    so a retried or resumed write overwrites instead of duplicating; another version gets other ids."""
+    key = f"{doc_id}\x00{version}\x00{unit}\x00{page}\x00{position}"
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
@@ -75,19 +76,25 @@ def make_splitter(spec: ChunkSpec) -> SentenceSplitter:
     )
 
 
-def chunk(splitter: SentenceSplitter, docs: list[Document]) -> list[BaseNode]:
-    """Chunks with stable ids and their position (0, 1, ...) within their page or file.
+def chunk(
+    splitter: SentenceSplitter, docs: list[Document], doc_id: str, version: str, unit: int | None = None
+) -> list[BaseNode]:
+    """Chunks with stable ids, their document and version, and their position (0, 1, ...) within
+    their page (or unit of a big file).
 
-    Every chunk's ref_doc_id is its file, so that deleting a file deletes all of its pages' chunks.
+    Every chunk's ref_doc_id (Milvus's `doc_id` field) is its document's id, so that deleting a
+    document deletes all of its pages' chunks; `version` tells its versions apart.
     """
     nodes = splitter.get_nodes_from_documents(docs)
     positions: dict[int | None, int] = {}
     for node in nodes:
         page = node.metadata.get("page")
         position = positions[page] = positions.get(page, -1) + 1
-        node.id_ = node_id(node.metadata["source"], page, position, node.get_content())
+        node.id_ = node_id(doc_id, version, unit, page, position)
         node.metadata["position"] = position
-        node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=node.metadata["source"])
-        node.excluded_embed_metadata_keys.append("position")
-        node.excluded_llm_metadata_keys.append("position")
+        node.metadata["version"] = version
+        node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=doc_id)
+        for hidden in ("position", "version"):
+            node.excluded_embed_metadata_keys.append(hidden)
+            node.excluded_llm_metadata_keys.append(hidden)
     return nodes

@@ -1,12 +1,14 @@
-"""The unit of parallel parsing: a whole file, or a range of a PDF's pages.
+"""The unit of parallel parsing: a whole file, a range of a PDF's pages, or a stretch of a big text file.
 
-Big PDFs are cut into page ranges so that the first chunks reach the embedder at once,
-instead of after the whole file is parsed and chunked (~4 s for a 300-page 10-K).
-Units run in parser processes or a parser thread; each builds its splitter once.
+Big files are cut into units so that the first chunks reach the embedder at once, and so that a
+file of any size streams through in bounded memory: a 300-page 10-K in ranges of 16 pages, a
+200 MB text file in stretches of ~1 MB cut at paragraph breaks. Units run in a parser thread
+or in parser processes; the splitter for a chunking spec is made once per worker.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,40 +16,71 @@ from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.schema import BaseNode
 
 from asyncrag.ingest.chunk import ChunkSpec, chunk, make_splitter
-from asyncrag.ingest.read import pdf_page_count, read_file, read_pdf_pages
+from asyncrag.ingest.read import TEXT_SUFFIXES, pdf_page_count, read_file, read_pdf_pages, read_text_range
+
+_CUT_SEARCH = 64 * 1024  # how far past a stretch's end to look for a paragraph break
 
 
 @dataclass(frozen=True)
 class Unit:
     path: Path
-    pages: tuple[int, int] | None = None  # [first, last) for a PDF; None for a whole file
+    source: str  # the path as people see it (citations)
+    doc_id: str
+    version: str  # of the document's content and the settings that chunk and embed it
+    pdf_pages: tuple[int, int] | None = None  # [first, last)
+    text_bytes: tuple[int, int] | None = None  # [start, end) of a big text file
 
     @property
-    def source(self) -> str:
-        return str(self.path)
+    def key(self) -> int | None:
+        """Where the unit starts in its file, when it is not the whole file (chunk ids use it)."""
+        return self.text_bytes[0] if self.text_bytes else None
 
 
-_splitter: SentenceSplitter | None = None
+@functools.lru_cache(maxsize=8)
+def splitter_for(spec: ChunkSpec) -> SentenceSplitter:
+    """One splitter per spec: concurrent ingests with different chunk sizes never share one."""
+    return make_splitter(spec)
 
 
-def init_worker(spec: ChunkSpec) -> None:
-    global _splitter
-    _splitter = make_splitter(spec)
+def plan(unit: Unit, pages_per_unit: int, text_bytes_per_unit: int) -> list[Unit]:
+    """`unit` (a whole file) cut into the units to parse."""
+    suffix = unit.path.suffix.lower()
+    if suffix == ".pdf":
+        n = pdf_page_count(unit.path)
+        ranges = [(i, min(i + pages_per_unit, n)) for i in range(0, n, pages_per_unit)] or [(0, 0)]
+        return [Unit(**{**unit.__dict__, "pdf_pages": r}) for r in ranges]
+    if suffix in TEXT_SUFFIXES and unit.path.stat().st_size > text_bytes_per_unit:
+        return [Unit(**{**unit.__dict__, "text_bytes": r}) for r in _stretches(unit.path, text_bytes_per_unit)]
+    return [unit]
 
 
-def plan(path: Path, pages_per_unit: int) -> list[Unit]:
-    if path.suffix.lower() != ".pdf":
-        return [Unit(path)]
-    n = pdf_page_count(path)
-    if n == 0:
-        return [Unit(path, (0, 0))]
-    return [Unit(path, (i, min(i + pages_per_unit, n))) for i in range(0, n, pages_per_unit)]
+def _stretches(path: Path, target: int) -> list[tuple[int, int]]:
+    """Byte ranges of about `target` bytes, each ending after a blank line, else a newline, when one is near.
+
+    A newline never occurs inside a UTF-8 character, so each stretch decodes on its own; with no
+    newline near, the cut goes before the next character's first byte.
+    """
+    size = path.stat().st_size
+    cuts = [0]
+    with path.open("rb") as f:
+        while size - cuts[-1] > target:
+            f.seek(cuts[-1] + target)
+            ahead = f.read(_CUT_SEARCH)
+            at = ahead.find(b"\n\n") + 2 if b"\n\n" in ahead else ahead.find(b"\n") + 1
+            if at <= 0:
+                at = next((i for i, byte in enumerate(ahead) if byte & 0xC0 != 0x80), len(ahead))
+            cut = cuts[-1] + target + at
+            if cut >= size:
+                break
+            cuts.append(cut)
+    return list(zip(cuts, [*cuts[1:], size]))
 
 
-def parse(unit: Unit) -> list[BaseNode]:
-    assert _splitter is not None, "init_worker() first"
-    if unit.pages is None:
-        docs = read_file(unit.path, unit.source)
+def parse(unit: Unit, spec: ChunkSpec) -> list[BaseNode]:
+    if unit.pdf_pages is not None:
+        docs = read_pdf_pages(unit.path, unit.source, *unit.pdf_pages)
+    elif unit.text_bytes is not None:
+        docs = read_text_range(unit.path, unit.source, *unit.text_bytes)
     else:
-        docs = read_pdf_pages(unit.path, unit.source, *unit.pages)
-    return chunk(_splitter, docs)
+        docs = read_file(unit.path, unit.source)
+    return chunk(splitter_for(spec), docs, unit.doc_id, unit.version, unit.key)

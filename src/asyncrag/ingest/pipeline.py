@@ -1,35 +1,47 @@
-"""The ingest pipeline: parse → chunk → embed → write, all overlapping.
+"""The ingest pipeline: incremental, resumable, and parse → chunk → embed → write all overlapping.
 
-    files ──plan──▶ units ──parser thread/processes──▶ chunks ──embedder──▶ vectors ──async writes──▶ Milvus
-                     (≤ max_units in flight)                   (batches)             (≤ max_writes in flight)
+    paths ─discover─▶ files ─plan─▶ changed documents ─parser─▶ chunks ─embedder─▶ vectors ─writes─▶ Milvus
+                      (ids)   (manifest: skip the        (≤ max_units       (batches,          (≤ max_writes
+                               unchanged ones)            in memory)         ≤ max_concurrency)  in flight)
 
-Parsing runs in a parser thread or worker processes; embedding runs off the event loop (the
-local model in one single-threaded worker per core, releasing the GIL); writes go through the
-coalescing store. Two semaphores bound what is in memory, so a corpus of any size streams
-through in flat memory: a parser blocks when the embedder is behind, the embedder when Milvus
-is behind.
+Only documents whose content or settings changed are parsed, embedded and written; the record
+of what is stored (store/manifest.py) lives in Milvus. A document's new chunks are written
+(as upserts, with ids that derive from the document, its version and the chunk's position)
+before its old ones are deleted, and its record says complete only after both: a run killed
+at any point, run again, ends with exactly the chunks it should have.
+
+Each bound has one owner: `Pipeline._parse_all` holds parsed-but-not-embedded units to
+`max_units`, `_embed_all` holds embedding calls to `max_concurrency`, `_write` holds writes to
+`max_writes`. Transient failures of the embedder (429, 5xx, timeouts; `Retry-After` honoured)
+and of Milvus are retried with exponential backoff and jitter; when they persist the run stops
+with one clear message, and the next run resumes. Any other error fails its own file only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from llama_index.core.schema import BaseNode, MetadataMode
+from pymilvus.exceptions import MilvusException
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from asyncrag.embed import Embedder
+from asyncrag.errors import AsyncRAGError, EmbedderError, ReadError, StoreError, one_line
 from asyncrag.ingest.chunk import ChunkSpec
-from asyncrag.ingest.discover import discover
-from asyncrag.ingest.parse import Unit, init_worker, parse, plan
-from asyncrag.errors import ReadError
-from asyncrag.results import Failure, IngestReport
+from asyncrag.ingest.discover import Discovery, Found, discover, in_shard
+from asyncrag.ingest.parse import Unit, parse, plan
+from asyncrag.results import FileReport, IngestReport, Status
+from asyncrag.store import expr
+from asyncrag.store.manifest import DocumentRecord, Manifest
 from asyncrag.store.vector_store import CoalescingMilvusVectorStore
 
 log = logging.getLogger(__name__)
@@ -40,213 +52,486 @@ Progress = Callable[[int, int, int], None]  # (files done, files total, chunks w
 
 @dataclass
 class Limits:
-    """The pipeline's knobs; the first four are the `Settings` of the same names."""
+    """The pipeline's knobs; the first five are the `Settings` of the same names."""
 
     embed_batch_size: int = 64
     parse_workers: int = 0
     pdf_pages_per_task: int = 16
     max_file_mb: float = 100
+    max_concurrency: int = 1  # embedding calls in flight: 1 suits a local model, more a remote endpoint
+    text_bytes_per_unit: int = 1 << 20  # big text files are read and chunked in stretches of this size
     max_units: int = 6  # parsed-but-not-embedded units held in memory
     max_writes: int = 4  # write requests in flight
-    attempts: int = 3  # for embedding and writing: transient failures are retried
+    attempts: int = 6  # for transient failures of the embedder and of Milvus
+    max_backoff_s: float = 20.0
+
+
+@dataclass(frozen=True)
+class Options:
+    """What one run does besides its settings."""
+
+    prune: bool = False  # delete the documents gone from the given paths
+    shard: tuple[int, int] | None = None  # (i, n): only the documents whose id hashes to shard i
+    doc_id_prefix: str | None = None  # ids relative to the given folders, under this prefix
+
+
+class RunAborted(StoreError):
+    """Milvus or the embedding endpoint stayed down: the run stopped; running it again resumes."""
+
+
+def fingerprint(spec: ChunkSpec, embedder: Embedder) -> str:
+    """What, besides a document's content, decides its chunks and vectors."""
+    tokenizer = hashlib.sha256(spec.tokenizer_file.read_bytes()).hexdigest() if spec.tokenizer_file else "tiktoken"
+    key = f"chunker=1|{spec.chunk_size}|{spec.chunk_overlap}|{tokenizer}|model={embedder.identity}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def file_hash(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+# -- retries -------------------------------------------------------------------------------------
+
+
+def _transient(error: BaseException) -> bool:
+    """Errors that waiting can cure: rate limits, overload, a server restarting, a timeout."""
+    if isinstance(error, (ConnectionError, TimeoutError)):
+        return True
+    status = getattr(error, "status_code", None)  # openai.APIStatusError
+    if isinstance(status, int):
+        return status == 429 or status >= 500
+    if type(error).__name__ in {"APIConnectionError", "APITimeoutError"}:
+        return True
+    if isinstance(error, MilvusException):
+        code = getattr(error, "code", None)
+        name = getattr(code, "name", "")
+        return name in {"UNAVAILABLE", "DEADLINE_EXCEEDED"} or type(error).__name__ in {
+            "MilvusUnavailableException", "ConnectError", "ConnectionNotExistException"
+        } or "unavailable" in str(error).lower() or "deadline" in str(error).lower()
+    return False
+
+
+def _wait(limits: Limits) -> Callable[[RetryCallState], float]:
+    backoff = wait_exponential_jitter(initial=0.5, max=limits.max_backoff_s)
+
+    def wait(state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        response = getattr(error, "response", None)
+        after = getattr(response, "headers", {}).get("retry-after") if response is not None else None
+        try:
+            return min(float(after), limits.max_backoff_s) if after is not None else backoff(state)
+        except ValueError:  # an HTTP date: back off as usual
+            return backoff(state)
+
+    return wait
+
+
+async def _with_retries(call: Callable[[], Any], limits: Limits, what: str) -> Any:
+    def note(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning("%s failed (%s); retry %d of %d", what, _reason(error), state.attempt_number, limits.attempts - 1)
+
+    async for attempt in AsyncRetrying(
+        stop=stop_after_attempt(limits.attempts),
+        wait=_wait(limits),
+        retry=retry_if_exception(_transient),
+        before_sleep=note,
+        reraise=True,
+    ):
+        with attempt:
+            return await call()
+    raise AssertionError("unreachable")
+
+
+def _reason(error: BaseException | None) -> str:
+    if error is None:
+        return "unknown error"
+    if isinstance(error, AsyncRAGError):
+        return str(error)
+    message = error.message if isinstance(error, MilvusException) else str(error)
+    return f"{type(error).__name__}: {one_line(message)}"
+
+
+# -- per-document state -----------------------------------------------------------------------------
 
 
 @dataclass
-class _File:
+class _Doc:
+    found: Found
+    record: DocumentRecord | None  # what the manifest held before this run
+    new: DocumentRecord  # what it will hold once this document's chunks are all written
+    version: str
     units_left: int | None = None  # None until its units are planned
     chunks_pending: int = 0
     chunks_written: int = 0
     error: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+    marked: asyncio.Future[None] | None = None  # the manifest says "writing" (before the first write)
+    finished: bool = False
+
+    @property
+    def replaces_itself(self) -> bool:
+        """Re-writing the version that is already complete (after an interrupted run): same chunk ids."""
+        return self.record is not None and self.record.complete and self.version == _version(self.record)
 
 
-@dataclass
-class _Tracker:
-    """Per-file bookkeeping, so that progress and failures are reported by file."""
+def _version(record: DocumentRecord) -> str:
+    return hashlib.sha256(f"{record.hash}|{record.fingerprint}".encode()).hexdigest()[:16]
 
-    files: dict[str, _File]
-    on_progress: Progress | None = None
-    done: int = 0
-    chunks: int = 0
-    _finished: set[str] = field(default_factory=set)
 
-    def planned(self, source: str, units: int) -> None:
-        self.files[source].units_left = units
-        self._check(source)
+class Pipeline:
+    """One run over the documents that changed: parse, chunk, embed and write them, and finish each."""
 
-    def parsed(self, source: str, nodes: list[BaseNode]) -> None:
-        f = self.files[source]
-        f.units_left = max(0, (f.units_left or 0) - 1)
-        f.chunks_pending += len(nodes)
-        self._check(source)
+    def __init__(
+        self,
+        store: CoalescingMilvusVectorStore,
+        manifest: Manifest,
+        embedder: Embedder,
+        spec: ChunkSpec,
+        limits: Limits,
+        on_progress: Progress | None,
+        total: int,
+    ) -> None:
+        self.store, self.manifest, self.embedder, self.spec, self.limits = store, manifest, embedder, spec, limits
+        self.on_progress = on_progress
+        self.total = total
+        self.done = 0
+        self.chunks = 0
+        self.fatal: RunAborted | None = None
+        self.docs: dict[str, _Doc] = {}
+        self._unit_slots = asyncio.Semaphore(limits.max_units)
+        self._embed_slots = asyncio.Semaphore(limits.max_concurrency)
+        self._write_slots = asyncio.Semaphore(limits.max_writes)
+        self._tasks: set[asyncio.Task[None]] = set()
 
-    def written(self, nodes: list[BaseNode]) -> None:
-        for node in nodes:
-            f = self.files[node.metadata["source"]]
-            f.chunks_pending -= 1
-            f.chunks_written += 1
-            self.chunks += 1
-        for source in {n.metadata["source"] for n in nodes}:
-            self._check(source)
+    async def run(self, docs: list[_Doc]) -> None:
+        self.docs = {d.found.doc_id: d for d in docs}
+        parsed: asyncio.Queue[tuple[str, list[BaseNode]] | None] = asyncio.Queue()
+        with _executor(self.limits.parse_workers) as pool:
+            producer = asyncio.ensure_future(self._parse_all(pool, docs, parsed))
+            try:
+                await self._embed_all(parsed)
+                if self.fatal is None:
+                    await producer
+                while self._tasks:
+                    await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            finally:
+                producer.cancel()
+                for task in list(self._tasks):
+                    task.cancel()
+        if self.fatal is not None:
+            raise self.fatal  # documents left "writing" are redone by the next run
+        # Only now, with no write in flight, can a failed document's half-written version be removed.
+        for doc in docs:
+            if doc.error is not None and doc.marked is not None and not doc.replaces_itself:
+                await self._undo(doc)
 
-    def fail(self, source: str, reason: str) -> None:
-        f = self.files[source]
-        f.error = f.error or reason
-        f.units_left = 0
-        f.chunks_pending = 0
-        self._check(source)
+    # -- stage 1: plan and parse, ≤ max_units parsed units in memory --------------------------------
 
-    def fail_nodes(self, nodes: list[BaseNode], reason: str) -> None:
-        for source in {n.metadata["source"] for n in nodes}:
-            self.fail(source, reason)
+    async def _parse_all(
+        self, pool: Executor, docs: list[_Doc], out: asyncio.Queue[tuple[str, list[BaseNode]] | None]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        parsing: list[asyncio.Task[None]] = []
+        for doc in docs:
+            if self.fatal is not None:
+                break
+            whole = Unit(doc.found.path, str(doc.found.path), doc.found.doc_id, doc.version)
+            try:
+                units = await loop.run_in_executor(
+                    pool, plan, whole, self.limits.pdf_pages_per_task, self.limits.text_bytes_per_unit
+                )
+            except Exception as e:  # noqa: BLE001 - one file's problem
+                await self._fail(doc, _reason(e))
+                continue
+            doc.units_left = len(units)
+            await self._check(doc)
+            for unit in units:
+                await self._unit_slots.acquire()
+                parsing.append(asyncio.ensure_future(self._parse_one(pool, unit, out)))
+        await asyncio.gather(*parsing)
+        await out.put(None)
 
-    def _check(self, source: str) -> None:
-        f = self.files[source]
-        if source in self._finished or f.units_left != 0 or f.chunks_pending > 0:
+    async def _parse_one(
+        self, pool: Executor, unit: Unit, out: asyncio.Queue[tuple[str, list[BaseNode]] | None]
+    ) -> None:
+        doc = self.docs[unit.doc_id]
+        try:
+            nodes = await asyncio.get_running_loop().run_in_executor(pool, parse, unit, self.spec)
+        except Exception as e:  # noqa: BLE001 - a ReadError, a parser bug or a crashed worker: one file's
+            self._unit_slots.release()
+            await self._fail(doc, str(e) if isinstance(e, ReadError) else _reason(e))
             return
-        self._finished.add(source)
-        if f.error is None and f.chunks_written == 0:
-            f.error = "no extractable text (a scanned PDF needs OCR first)"
+        doc.chunks_pending += len(nodes)
+        await out.put((unit.doc_id, nodes))  # the slot is released when the embedder takes the unit
+
+    # -- stage 2: embed, in batches, ≤ max_concurrency calls ---------------------------------------------
+
+    async def _embed_all(self, parsed: asyncio.Queue[tuple[str, list[BaseNode]] | None]) -> None:
+        buffer: list[BaseNode] = []
+        finished = False
+        while (not finished or buffer) and self.fatal is None:
+            # Block for input only when there is nothing to embed; otherwise take what is ready.
+            while not finished and len(buffer) < self.limits.embed_batch_size and (not buffer or not parsed.empty()):
+                item = await parsed.get()
+                if item is None:
+                    finished = True
+                    break
+                self._unit_slots.release()
+                doc_id, nodes = item
+                buffer += nodes
+                doc = self.docs[doc_id]
+                doc.units_left = max(0, (doc.units_left or 0) - 1)
+                await self._check(doc)
+            batch, buffer = buffer[: self.limits.embed_batch_size], buffer[self.limits.embed_batch_size :]
+            if batch:
+                await self._embed_slots.acquire()
+                self._spawn(self._embed(batch))
+
+    async def _embed(self, nodes: list[BaseNode]) -> None:
+        try:
+            live = [n for n in nodes if self._doc(n).error is None]
+            if not live or self.fatal is not None:
+                return
+            texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in live]
+            try:
+                vectors = await _with_retries(lambda: asyncio.to_thread(self.embedder.embed, texts), self.limits, "embedding")
+            except Exception as e:  # noqa: BLE001
+                if _transient(e):
+                    self._abort(f"the embedding model {self.embedder.name} kept failing ({_reason(e)})")
+                else:
+                    await self._fail_nodes(live, f"embedding failed: {_reason(e)}")
+                return
+            for node, vector in zip(live, vectors, strict=True):
+                node.embedding = vector
+        finally:
+            self._embed_slots.release()
+        await self._write_slots.acquire()
+        self._spawn(self._write(live))
+
+    # -- stage 3: write, ≤ max_writes requests; then finish each document ---------------------------------
+
+    async def _write(self, nodes: list[BaseNode]) -> None:
+        try:
+            docs = {self._doc(n).found.doc_id: self._doc(n) for n in nodes}
+            for doc in docs.values():
+                if doc.error is None:
+                    await self._mark_writing(doc)
+            live = [n for n in nodes if self._doc(n).error is None]
+            if not live or self.fatal is not None:
+                return
+            await _with_retries(lambda: self.store.async_add(live), self.limits, "writing to Milvus")
+        except Exception as e:  # noqa: BLE001
+            if _transient(e):
+                self._abort(f"Milvus stopped answering ({_reason(e)})")
+            else:
+                await self._fail_nodes(nodes, f"could not write to Milvus: {_reason(e)}")
+            return
+        finally:
+            self._write_slots.release()
+        for node in live:
+            doc = self._doc(node)
+            doc.chunks_pending -= 1
+            doc.chunks_written += 1
+            self.chunks += 1
+        for doc in docs.values():
+            await self._check(doc)
+
+    async def _mark_writing(self, doc: _Doc) -> None:
+        """The manifest says 'writing this version' before the first chunk of it is stored."""
+        if doc.marked is None:
+            doc.marked = asyncio.get_running_loop().create_future()
+            try:
+                base = doc.record or DocumentRecord(doc.found.doc_id, source=str(doc.found.path))
+                marker = DocumentRecord(**{**base.__dict__, "writing": doc.version})
+                await _with_retries(lambda: self.manifest.put([marker]), self.limits, "recording in Milvus")
+                doc.marked.set_result(None)
+            except BaseException as e:
+                doc.marked.set_exception(e)
+                raise
+        await asyncio.shield(doc.marked)
+
+    async def _check(self, doc: _Doc) -> None:
+        """Finish a document once all of its units are parsed and all of its chunks written."""
+        if doc.finished or doc.units_left != 0 or doc.chunks_pending > 0 or doc.error is not None:
+            return
+        if doc.chunks_written == 0:
+            await self._fail(doc, "no extractable text (a scanned PDF needs OCR first)")
+            return
+        doc.finished = True
+        self._spawn(self._complete(doc))
+
+    async def _complete(self, doc: _Doc) -> None:
+        doc_id = doc.found.doc_id
+        try:
+            stale = expr.all_of(expr.equals(self.store.doc_id_field, doc_id), f"version != {expr.literal(doc.version)}")
+            await _with_retries(
+                lambda: self.store.aclient.delete(self.store.collection_name, filter=stale), self.limits, "deleting old chunks"
+            )
+            doc.new.chunks = doc.chunks_written
+            await _with_retries(lambda: self.manifest.put([doc.new]), self.limits, "recording in Milvus")
+        except Exception as e:  # noqa: BLE001
+            if _transient(e):
+                self._abort(f"Milvus stopped answering ({_reason(e)})")
+            doc.error = doc.error or f"could not finish in Milvus: {_reason(e)}"
+        self._progress(doc)
+
+    async def _fail(self, doc: _Doc, reason: str) -> None:
+        """This document failed: its old version stays as it was, the half-written new one goes."""
+        if doc.error is not None or doc.finished:
+            return
+        doc.error = reason
+        doc.finished = True
+        self._progress(doc)
+
+    async def _undo(self, doc: _Doc) -> None:
+        doc_id = doc.found.doc_id
+        try:
+            partial = expr.all_of(expr.equals(self.store.doc_id_field, doc_id), f"version == {expr.literal(doc.version)}")
+            await self.store.aclient.delete(self.store.collection_name, filter=partial)
+            if doc.record is not None:
+                await self.manifest.put([doc.record])
+            else:
+                await self.manifest.delete([doc_id])
+        except Exception as e:  # noqa: BLE001 - the next run finds the row still "writing" and cleans up
+            log.warning("could not clean up after %s (%s); the next run will", doc.found.path, _reason(e))
+
+    async def _fail_nodes(self, nodes: list[BaseNode], reason: str) -> None:
+        for doc in {self._doc(n).found.doc_id: self._doc(n) for n in nodes}.values():
+            await self._fail(doc, reason)
+
+    def _abort(self, why: str) -> None:
+        if self.fatal is None:
+            self.fatal = RunAborted(
+                f"{why} after {self.limits.attempts} attempts; the run stopped. Nothing stored is lost: "
+                "run the same command again to resume"
+            )
+
+    def _doc(self, node: BaseNode) -> _Doc:
+        return self.docs[node.ref_doc_id or ""]
+
+    def _progress(self, doc: _Doc) -> None:
         self.done += 1
         if self.on_progress:
-            self.on_progress(self.done, len(self.files), self.chunks)
+            self.on_progress(self.done, self.total, self.chunks)
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
 
-async def retry(call: Callable[[], Awaitable[T]], attempts: int, what: str) -> T:
-    for attempt in range(1, attempts + 1):
-        try:
-            return await call()
-        except Exception as e:
-            if attempt == attempts:
-                raise
-            delay = 0.25 * 2**attempt
-            log.warning(
-                "%s failed (%s: %s); retry %d/%d in %.1fs", what, type(e).__name__, e, attempt, attempts - 1, delay
-            )
-            await asyncio.sleep(delay)
-    raise AssertionError("unreachable")
-
-
-def _executor(spec: ChunkSpec, workers: int) -> Executor:
+def _executor(workers: int) -> Executor:
     if workers <= 0:  # one thread of this process (PDFium is not thread-safe): no start-up cost
-        return ThreadPoolExecutor(1, initializer=init_worker, initargs=(spec,))
-    return ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=init_worker, initargs=(spec,))
+        return ThreadPoolExecutor(1, thread_name_prefix="parse")
+    return ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
 
 
-async def _clear(store: CoalescingMilvusVectorStore, sources: Iterable[str]) -> None:
-    """Re-ingesting a file replaces its chunks instead of adding a second copy."""
-    sources = list(sources)
-    for i in range(0, len(sources), 64):
-        await store.adelete_documents(sources[i : i + 64])
+# -- the run ----------------------------------------------------------------------------------------
+
+
+async def _changed(
+    files: list[Found], records: dict[str, DocumentRecord], fp: str
+) -> tuple[list[_Doc], list[FileReport], list[DocumentRecord]]:
+    """The documents to (re)write, reports for the unchanged ones, and the records whose file was
+    touched but not changed (their new stat is recorded). Only a changed stat costs a hash."""
+    todo: list[_Doc] = []
+    unchanged: list[FileReport] = []
+    restat: list[DocumentRecord] = []
+    for found in files:
+        record = records.get(found.doc_id)
+        stat = found.path.stat()
+        same_stat = record is not None and (record.size, record.mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+        if record is not None and record.complete and record.fingerprint == fp and same_stat:
+            unchanged.append(FileReport(str(found.path), found.doc_id, Status.UNCHANGED, record.chunks))
+            continue
+        digest = await asyncio.to_thread(file_hash, found.path)
+        new = DocumentRecord(found.doc_id, digest, fp, 0, stat.st_size, stat.st_mtime_ns, "", str(found.path))
+        if record is not None and record.complete and (record.hash, record.fingerprint) == (digest, fp):
+            unchanged.append(FileReport(str(found.path), found.doc_id, Status.UNCHANGED, record.chunks))
+            if not same_stat:
+                restat.append(DocumentRecord(**{**record.__dict__, "size": new.size, "mtime_ns": new.mtime_ns}))
+            continue
+        todo.append(_Doc(found, record, new, version=_version(new)))
+    return todo, unchanged, restat
 
 
 async def ingest(
     paths: list[str | Path],
     *,
     store: CoalescingMilvusVectorStore,
+    manifest: Manifest,
     embedder: Embedder,
     chunk_spec: ChunkSpec,
     limits: Limits | None = None,
+    options: Options | None = None,
     on_progress: Progress | None = None,
 ) -> IngestReport:
-    limits = limits or Limits()
+    """Bring the collection up to date with `paths`; see the module docstring."""
+    limits, options = limits or Limits(), options or Options()
     started = time.perf_counter()
-    files, failures = discover(paths, limits.max_file_mb * 2**20)
-    tracker = _Tracker({str(p): _File() for p in files}, on_progress)
-    if not files:
-        return IngestReport(failures=failures, seconds=time.perf_counter() - started)
-    await _clear(store, tracker.files)
+    found: Discovery = discover(paths, limits.max_file_mb * 2**20, options.doc_id_prefix)
+    files = [f for f in found.files if in_shard(f.doc_id, options.shard)]
+    reports = [FileReport(f.path, None, Status.FAILED, error=f.reason) for f in found.failures]
+    if len(files) < len(found.files):
+        mine = {f.doc_id for f in files}
+        reports += [FileReport(str(f.path), f.doc_id, Status.SKIPPED) for f in found.files if f.doc_id not in mine]
 
-    loop = asyncio.get_running_loop()
-    units_slots = asyncio.Semaphore(limits.max_units)
-    write_slots = asyncio.Semaphore(limits.max_writes)
-    parsed: asyncio.Queue[tuple[str, list[BaseNode]] | None] = asyncio.Queue()
-    writes: set[asyncio.Task[None]] = set()
+    records = await manifest.get(f.doc_id for f in files)
+    todo, unchanged, restat = await _changed(files, records, fingerprint(chunk_spec, embedder))
+    reports += unchanged
+    await manifest.put(restat)
 
-    async def parse_unit(pool: Executor, unit: Unit) -> None:
-        try:
-            nodes = await loop.run_in_executor(pool, parse, unit)
-        except ReadError as e:
-            units_slots.release()
-            tracker.fail(unit.source, str(e))
-        except Exception as e:  # a parser bug or a crashed worker: still one file's problem
-            units_slots.release()
-            tracker.fail(unit.source, f"{type(e).__name__}: {e}")
-        else:
-            await parsed.put((unit.source, nodes))
+    pipeline = Pipeline(store, manifest, embedder, chunk_spec, limits, on_progress, len(todo))
+    try:
+        if todo:
+            await pipeline.run(todo)
+    finally:
+        for doc in todo:
+            if doc.finished or doc.error:
+                status = Status.FAILED if doc.error else (Status.UPDATED if doc.record else Status.ADDED)
+                seconds = time.perf_counter() - doc.started
+                reports.append(FileReport(str(doc.found.path), doc.found.doc_id, status, doc.chunks_written, seconds, doc.error))
+    if options.prune:
+        reports += await _prune(found, options, store, manifest, limits)
+    await asyncio.to_thread(_flush, store)
+    return IngestReport(reports, time.perf_counter() - started)
 
-    async def produce(pool: Executor) -> None:
-        parsing: list[asyncio.Task[None]] = []
-        for path in files:
-            try:
-                units = await loop.run_in_executor(pool, plan, path, limits.pdf_pages_per_task)
-            except Exception as e:
-                tracker.fail(str(path), str(e) if isinstance(e, ReadError) else f"{type(e).__name__}: {e}")
-                continue
-            tracker.planned(str(path), len(units))
-            for unit in units:
-                await units_slots.acquire()
-                parsing.append(asyncio.ensure_future(parse_unit(pool, unit)))
-        await asyncio.gather(*parsing)
-        await parsed.put(None)
 
-    async def write(nodes: list[BaseNode]) -> None:
-        try:
-            await retry(lambda: store.async_add(nodes), limits.attempts, "write to Milvus")
-            tracker.written(nodes)
-        except Exception as e:
-            tracker.fail_nodes(nodes, f"could not write to Milvus: {type(e).__name__}: {e}")
-        finally:
-            write_slots.release()
+async def _prune(
+    found: Discovery, options: Options, store: CoalescingMilvusVectorStore, manifest: Manifest, limits: Limits
+) -> list[FileReport]:
+    """Delete the documents gone from the given paths (only those; chunks first, then the record)."""
+    if found.blind:
+        log.warning("not pruning: a folder could not be read, so what it holds is unknown")
+        return []
+    gone = [
+        r for r in await manifest.all(store.client)
+        if found.may_prune(r.doc_id) and in_shard(r.doc_id, options.shard)
+    ]
+    reports = []
+    for record in gone:
+        await _with_retries(lambda r=record: store.adelete_documents([r.doc_id]), limits, "deleting a document")
+        await _with_retries(lambda r=record: manifest.delete([r.doc_id]), limits, "deleting a record")
+        reports.append(FileReport(record.source, record.doc_id, Status.DELETED, record.chunks))
+    return reports
 
-    async def embed_and_write(nodes: list[BaseNode]) -> None:
-        live = [n for n in nodes if tracker.files[n.metadata["source"]].error is None]
-        if not live:
-            return
-        texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in live]
-        try:
-            vectors = await retry(lambda: asyncio.to_thread(embedder.embed, texts), limits.attempts, "embedding")
-        except Exception as e:
-            tracker.fail_nodes(live, f"embedding failed: {type(e).__name__}: {e}")
-            return
-        for node, vector in zip(live, vectors):
-            node.embedding = vector
-        await write_slots.acquire()
-        task = asyncio.ensure_future(write(live))
-        writes.add(task)
-        task.add_done_callback(writes.discard)
 
-    with _executor(chunk_spec, limits.parse_workers) as pool:
-        producer = asyncio.ensure_future(produce(pool))
-        buffer: list[BaseNode] = []
-        finished = False
-        while not finished or buffer:
-            # Block for input only when there is nothing to embed; otherwise take what is ready.
-            while not finished and len(buffer) < limits.embed_batch_size and (not buffer or not parsed.empty()):
-                item = await parsed.get()
-                if item is None:
-                    finished = True
-                    break
-                source, nodes = item
-                units_slots.release()
-                tracker.parsed(source, nodes)
-                buffer.extend(nodes)
-            batch, buffer = buffer[: limits.embed_batch_size], buffer[limits.embed_batch_size :]
-            if batch:
-                await embed_and_write(batch)
-        await producer
-        while writes:
-            await asyncio.gather(*list(writes))
+def _flush(store: CoalescingMilvusVectorStore) -> None:
+    """Seal what was written: searches right after read sealed segments (fast), not the memtable."""
+    store.client.flush(store.collection_name)
 
-    broken = [s for s, f in tracker.files.items() if f.error is not None and f.chunks_written]
-    if broken:  # a file that failed half-way must not leave half of itself behind
-        await _clear(store, broken)
-    await asyncio.to_thread(store.client.flush, store.collection_name)
 
-    failures += [Failure(s, f.error) for s, f in tracker.files.items() if f.error is not None]
-    ok = [f for f in tracker.files.values() if f.error is None]
-    return IngestReport(
-        files=len(ok),
-        chunks=sum(f.chunks_written for f in ok),
-        seconds=time.perf_counter() - started,
-        failures=failures,
-    )
+async def delete_documents(
+    doc_ids: list[str], store: CoalescingMilvusVectorStore, manifest: Manifest
+) -> list[str]:
+    """Delete these documents (chunks first, then records); returns the ids that were stored."""
+    known = await manifest.get(doc_ids)
+    await store.adelete_documents(doc_ids)
+    await manifest.delete(doc_ids)
+    await asyncio.to_thread(_flush, store)
+    return [d for d in doc_ids if d in known]
+
+
+__all__ = ["Limits", "Options", "Progress", "RunAborted", "delete_documents", "fingerprint", "ingest"]

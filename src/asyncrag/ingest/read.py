@@ -38,17 +38,32 @@ def read_bytes(path: Path) -> bytes:
 
 
 def read_text(path: Path) -> str:
-    data = read_bytes(path)
-    if b"\x00" in data[:8192]:
+    return decode_text(read_bytes(path))
+
+
+def decode_text(data: bytes, offset: int = 0) -> str:
+    """UTF-8 text (a BOM at the file's start is dropped), or a ReadError with the bad byte's offset."""
+    if b"\x00" in data:
         raise ReadError("binary content in a text file (NUL bytes)")
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig" if offset == 0 else "utf-8")
     except UnicodeDecodeError as e:
         raise ReadError(
-            f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); convert it, "
+            f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {offset + e.start}); convert it, "
             "e.g. `iconv -f latin1 -t utf-8`"
         ) from None
-    return text
+
+
+def read_text_range(path: Path, source: str, start: int, end: int) -> list[Document]:
+    """Bytes start..end-1 of a big text file, as one Document (none if they hold only whitespace)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(start)
+            data = f.read(end - start)
+    except OSError as e:
+        raise ReadError(f"cannot read file: {e.strerror}") from None
+    text = decode_text(data, start)
+    return [document(text, source)] if text.strip() else []
 
 
 def read_html(path: Path) -> str:

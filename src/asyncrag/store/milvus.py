@@ -15,10 +15,13 @@ from pymilvus import MilvusClient
 from pymilvus.exceptions import MilvusException
 
 from asyncrag.errors import StoreError, one_line
+from asyncrag.embed.base import Embedder
 from asyncrag.results import CollectionStats
+from asyncrag.store import manifest
 from asyncrag.store.vector_store import CoalescingMilvusVectorStore
 
-MODEL_PROPERTY = "asyncrag.embed_model"
+MODEL_PROPERTY = "asyncrag.embed_model"  # the model's identity (embed/base.py)
+MODEL_NAME_PROPERTY = "asyncrag.embed_model_name"
 EMBEDDING_FIELD = "embedding"
 CONNECT_TIMEOUT_S = 10.0
 LITE_LOCK_FILE = "LOCK"  # milvus_lite.db.LOCK_FILENAME: one process at a time holds a database
@@ -92,16 +95,17 @@ def require_collection(client: MilvusClient, uri: str, collection: str) -> None:
     """Reading commands never create a collection: a misspelled name is an error that lists the real ones."""
     if client.has_collection(collection):
         return
-    names = sorted(client.list_collections())
+    names = collection_names(client)
     there = f"collections there: {', '.join(names)}" if names else "it has no collections"
     raise StoreError(f"no collection {collection!r} at {uri} ({there}); ingest into it first, or pick another --collection")
 
 
-def collection_model(client: MilvusClient, collection: str) -> tuple[str | None, int | None]:
-    """(embedding model, dim) recorded for an existing collection."""
+def collection_model(client: MilvusClient, collection: str) -> tuple[str | None, str | None, int | None]:
+    """(embedding model's identity, its name, dim) recorded for an existing collection."""
     info = client.describe_collection(collection)
     dim = next((int(f["params"]["dim"]) for f in info["fields"] if f["name"] == EMBEDDING_FIELD), None)
-    return info.get("properties", {}).get(MODEL_PROPERTY), dim
+    properties = info.get("properties", {})
+    return properties.get(MODEL_PROPERTY), properties.get(MODEL_NAME_PROPERTY), dim
 
 
 def open_store(
@@ -109,48 +113,79 @@ def open_store(
     uri: str,
     collection: str,
     *,
-    embed_model: str,
-    dim: int,
+    embedder: Embedder,
+    create: bool = False,
     token: str = "",
     consistency_level: str = "Strong",
 ) -> CoalescingMilvusVectorStore:
-    """The collection's store, created if new; `client` (from `connect`) vets an existing one first."""
+    """The collection's store; `create` (ingest) makes it, and its manifest, where missing.
+
+    `client` (from `connect`) vets an existing collection first: its vectors must come from the
+    same model, known by its weights.
+    """
     exists = client.has_collection(collection)
     if exists:
-        model, stored_dim = collection_model(client, collection)
-        if (model is not None and model != embed_model) or (stored_dim is not None and stored_dim != dim):
+        identity, name, stored_dim = collection_model(client, collection)
+        # Collections from before identities were recorded hold the model's name there.
+        same = identity is None or identity in (embedder.identity, embedder.name)
+        if not same or (stored_dim is not None and stored_dim != embedder.dim):
             raise StoreError(
-                f"collection {collection!r} holds {stored_dim}-dim vectors of {model or 'an unknown model'}, "
-                f"but the embedding model is {embed_model} ({dim} dims): use the same model, "
+                f"collection {collection!r} holds {stored_dim}-dim vectors of {name or identity or 'an unknown model'}, "
+                f"but the embedding model is {embedder.name} ({embedder.dim} dims): use the same model, "
                 "or another --collection"
             )
         client.load_collection(collection)  # a collection written by another process starts released
+        if client.has_collection(manifest.manifest_name(collection)):
+            client.load_collection(manifest.manifest_name(collection))
     try:
-        return CoalescingMilvusVectorStore(
+        store = CoalescingMilvusVectorStore(
             uri=uri,
             token=token,
             collection_name=collection,
-            dim=dim,
+            dim=embedder.dim,
             embedding_field=EMBEDDING_FIELD,
             similarity_metric="COSINE",
             consistency_level=consistency_level,
-            collection_properties=None if exists else {MODEL_PROPERTY: embed_model},
+            upsert_mode=True,  # a retried or resumed write overwrites instead of duplicating
+            collection_properties=None
+            if exists
+            else {MODEL_PROPERTY: embedder.identity, MODEL_NAME_PROPERTY: embedder.name},
             timeout=CONNECT_TIMEOUT_S,
         )
+        if create:
+            manifest.ensure(client, collection)
     except MilvusException as e:
         raise StoreError(f"Milvus at {uri} refused collection {collection!r}: {one_line(e.message)}") from None
+    return store
+
+
+def is_manifest(name: str, names: set[str]) -> bool:
+    """A collection's companion (store/manifest.py), not a collection of its own."""
+    return name.endswith(manifest.SUFFIX) and name.removesuffix(manifest.SUFFIX) in names
+
+
+def collection_names(client: MilvusClient) -> list[str]:
+    names = set(client.list_collections())
+    return sorted(n for n in names if not is_manifest(n, names))
 
 
 def stats(client: MilvusClient, collection: str) -> CollectionStats:
-    model, dim = collection_model(client, collection)
+    _, name, dim = collection_model(client, collection)
     client.load_collection(collection)
     rows = client.query(collection, filter="", output_fields=["count(*)"])
     chunks = int(rows[0]["count(*)"]) if rows else 0
-    documents: set[str] = set()
-    iterator = client.query_iterator(collection, batch_size=1000, filter="", output_fields=["doc_id"])
-    try:
-        while batch := iterator.next():
-            documents.update(row["doc_id"] for row in batch)
-    finally:
-        iterator.close()
-    return CollectionStats(collection, len(documents), chunks, model, dim)
+    records = manifest.manifest_name(collection)
+    if client.has_collection(records):
+        client.load_collection(records)
+        counted = client.query(records, filter="", output_fields=["count(*)"], consistency_level="Strong")
+        documents = int(counted[0]["count(*)"]) if counted else 0
+    else:  # a collection from before manifests, or written by LlamaIndex alone: count its doc ids
+        seen: set[str] = set()
+        iterator = client.query_iterator(collection, batch_size=1000, filter="", output_fields=["doc_id"])
+        try:
+            while batch := iterator.next():
+                seen.update(row["doc_id"] for row in batch)
+        finally:
+            iterator.close()
+        documents = len(seen)
+    return CollectionStats(collection, documents, chunks, name, dim)

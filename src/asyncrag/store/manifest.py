@@ -1,0 +1,132 @@
+"""The record of what is stored, kept in Milvus beside the chunks: one row per document.
+
+It lives in a companion collection, `<collection>__documents`, so it works from any machine and
+for several ingest workers at once, on Milvus Lite and on a server, with nothing on local disk.
+
+A row says which version of a document (its content hash, and the settings fingerprint that
+chunked and embedded it) has all of its chunks stored, and which version, if any, is being
+written. The pipeline's order of writes makes every crash recoverable by running again:
+
+    1. row.writing = new hash         (before the first chunk of the new version is written)
+    2. upsert the new chunks          (ids derive from the document, its hash and position)
+    3. delete the document's other chunks (the old version)
+    4. row.hash = new hash, writing = ""
+
+A run killed anywhere leaves either the old version complete (and maybe some new chunks,
+replaced or removed by the re-run) or the new one; a document is listed as complete only when
+every chunk of it is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pymilvus import AsyncMilvusClient, DataType, MilvusClient
+
+from asyncrag.store import expr
+
+SUFFIX = "__documents"
+_ID_BATCH = 500  # ids per `in [...]` expression
+_VECTOR = "_v"  # Milvus needs a vector field in every collection; this one holds a constant
+
+
+@dataclass
+class DocumentRecord:
+    doc_id: str
+    hash: str = ""  # content sha256 of the version whose chunks are all stored ("" while none is)
+    fingerprint: str = ""  # chunking and embedding settings that produced that version
+    chunks: int = 0
+    size: int = 0  # file size and mtime when hashed: an unchanged stat skips re-hashing
+    mtime_ns: int = 0
+    writing: str = ""  # hash of a version being written ("" when none): set means "not finished"
+    source: str = ""  # the file's path as last seen, for people
+    updated_at: float = field(default_factory=time.time)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.hash) and not self.writing
+
+    def row(self) -> dict[str, Any]:
+        return {**asdict(self), _VECTOR: [0.0, 0.0]}
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> DocumentRecord:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
+def manifest_name(collection: str) -> str:
+    return collection + SUFFIX
+
+
+def ensure(client: MilvusClient, collection: str) -> None:
+    """Create the manifest collection of `collection` if it is missing (sync: Lite's async client cannot)."""
+    name = manifest_name(collection)
+    if client.has_collection(name):
+        client.load_collection(name)
+        return
+    schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("doc_id", DataType.VARCHAR, max_length=65_535, is_primary=True)
+    for text in ("hash", "fingerprint", "writing"):
+        schema.add_field(text, DataType.VARCHAR, max_length=64)
+    for number in ("chunks", "size", "mtime_ns"):
+        schema.add_field(number, DataType.INT64)
+    schema.add_field("source", DataType.VARCHAR, max_length=65_535)
+    schema.add_field("updated_at", DataType.DOUBLE)
+    schema.add_field(_VECTOR, DataType.FLOAT_VECTOR, dim=2)
+    index = client.prepare_index_params()
+    index.add_index(_VECTOR, index_type="FLAT", metric_type="L2")
+    client.create_collection(name, schema=schema, index_params=index, consistency_level="Strong")
+    client.load_collection(name)
+
+
+class Manifest:
+    """Reads and writes a collection's document records through an async client."""
+
+    def __init__(self, aclient: AsyncMilvusClient, collection: str) -> None:
+        self.aclient = aclient
+        self.name = manifest_name(collection)
+
+    async def get(self, doc_ids: Iterable[str]) -> dict[str, DocumentRecord]:
+        ids = list(doc_ids)
+        found: dict[str, DocumentRecord] = {}
+        for i in range(0, len(ids), _ID_BATCH):
+            rows = await self.aclient.query(
+                self.name,
+                filter=expr.is_in("doc_id", ids[i : i + _ID_BATCH]),
+                output_fields=list(DocumentRecord.__dataclass_fields__),
+                consistency_level="Strong",
+            )
+            found.update((row["doc_id"], DocumentRecord.from_row(row)) for row in rows)
+        return found
+
+    async def all(self, client: MilvusClient) -> list[DocumentRecord]:
+        """Every record (through a sync client's iterator, in a thread: any number of rows)."""
+
+        def read() -> list[DocumentRecord]:
+            records = []
+            iterator = client.query_iterator(
+                self.name, batch_size=1000, filter="", output_fields=list(DocumentRecord.__dataclass_fields__)
+            )
+            try:
+                while batch := iterator.next():
+                    records += [DocumentRecord.from_row(row) for row in batch]
+            finally:
+                iterator.close()
+            return records
+
+        return await asyncio.to_thread(read)
+
+    async def put(self, records: Sequence[DocumentRecord]) -> None:
+        if records:
+            now = time.time()
+            for record in records:
+                record.updated_at = now
+            await self.aclient.upsert(self.name, [r.row() for r in records])
+
+    async def delete(self, doc_ids: Sequence[str]) -> None:
+        for i in range(0, len(doc_ids), _ID_BATCH):
+            await self.aclient.delete(self.name, filter=expr.is_in("doc_id", doc_ids[i : i + _ID_BATCH]))
