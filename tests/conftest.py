@@ -37,7 +37,7 @@ class HashEmbedder:
     files (or Hypothesis examples) against a real Milvus in seconds.
     """
 
-    name = "test-hash-embedder"
+    name = identity = "test-hash-embedder"
     dim = 16
     max_tokens = 256
     tokenizer_file = None

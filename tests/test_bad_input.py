@@ -346,7 +346,7 @@ class TinyEmbedder:
     tokenizer_file = None
 
     def __init__(self, name: str, dim: int) -> None:
-        self.name, self.dim = name, dim
+        self.name, self.identity, self.dim = name, name, dim
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         out = []

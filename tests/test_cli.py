@@ -40,17 +40,19 @@ def run(env: dict[str, str], *args: str) -> Result:
 
 def test_ingest_report(cli_home: dict[str, str]) -> None:
     report = json.loads(cli_home["_REPORT"])
-    assert set(report) == {"files", "chunks", "seconds", "chunks_per_second", "failures"}
+    assert set(report) == {"files", "chunks", "seconds", "chunks_per_second", "counts", "failures", "documents"}
+    assert report["counts"]["added"] == 4 and {d["status"] for d in report["documents"]} == {"added"}
     assert report["files"] == 4 and report["failures"] == []
     assert report["chunks"] >= 4 and report["seconds"] > 0
 
 
-def test_ingest_again_replaces_instead_of_duplicating(cli_home: dict[str, str]) -> None:
-    before = json.loads(run(cli_home, "stats", "--json").stdout)[0]["chunks"]
+def test_ingest_again_skips_what_is_unchanged(cli_home: dict[str, str]) -> None:
+    before = json.loads(run(cli_home, "stats", "--json").stdout)[0]
     result = run(cli_home, "ingest", str(CORPUS / "about.md"))
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("1 files, ")
-    assert json.loads(run(cli_home, "stats", "--json").stdout)[0]["chunks"] == before
+    assert result.stdout.startswith("0 files, 0 chunks, 0 failures") and result.stdout.rstrip().endswith(": 1 unchanged")
+    after = json.loads(run(cli_home, "stats", "--json").stdout)[0]
+    assert (after["documents"], after["chunks"]) == (before["documents"], before["chunks"]) == (4, before["chunks"])
 
 
 def test_search_json_shape(cli_home: dict[str, str]) -> None:
