@@ -26,7 +26,7 @@ class OpenAIEmbedder:
             self.client = OpenAI(
                 api_key=os.environ.get("OPENAI_API_KEY") or "unused",
                 timeout=httpx.Timeout(120.0, connect=5.0),
-                max_retries=2,
+                max_retries=0,  # the ingest pipeline retries, with backoff, honouring Retry-After
             )
             self.dim = len(self.embed(["dimension probe"])[0])
         except OpenAIError as e:

@@ -1,0 +1,366 @@
+"""Incremental, resumable ingestion (issue 10): each step checks the exact set of stored chunks.
+
+The hash embedder stands in for the model (these are tests of plumbing); Milvus is real: Lite,
+and the real server fixture where it says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pymilvus import MilvusClient
+
+from asyncrag.ingest import pipeline
+from asyncrag.rag import AsyncRAG
+from asyncrag.results import IngestReport, Status
+from asyncrag.store.milvus import release_lite
+from conftest import HashEmbedder
+
+ROOT = Path(__file__).resolve().parents[1]
+ASYNCRAG = str(Path(sys.executable).parent / "asyncrag")
+
+
+class CountingEmbedder(HashEmbedder):
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        self.texts += texts
+        return super().embed(texts)
+
+
+@pytest.fixture
+def counts(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """How many units were parsed and how many write requests were made."""
+    seen = {"parsed": 0, "writes": 0}
+    real_parse = pipeline.parse
+
+    def parse(unit: object, spec: object) -> object:
+        seen["parsed"] += 1
+        return real_parse(unit, spec)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "parse", parse)
+    real_add = pipeline.CoalescingMilvusVectorStore.async_add
+
+    async def async_add(self: object, nodes: list, **kwargs: object) -> list[str]:
+        seen["writes"] += 1
+        return await real_add(self, nodes, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline.CoalescingMilvusVectorStore, "async_add", async_add)
+    return seen
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    folder = tmp_path / "corpus"
+    (folder / "sub").mkdir(parents=True)
+    for name, text in {
+        "a.txt": "Alpacas graze on the high plains.\n\nThey hum when they are worried.",
+        "b.md": "# Bees\n\nBees dance to tell the hive where flowers are.",
+        "sub/c.txt": "Cormorants dive for fish off the rocky coast.",
+    }.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+@pytest.fixture
+def uri(tmp_path: Path) -> Iterator[str]:
+    path = str(tmp_path / "milvus.db")
+    yield path
+    release_lite(path)
+
+
+def chunks(uri: str, collection: str = "inc") -> dict[str, tuple[str, str]]:
+    """Every stored chunk, id -> (doc_id, text); also checks that no id is stored twice."""
+    client = MilvusClient(uri)
+    try:
+        client.load_collection(collection)
+        rows = client.query(
+            collection, filter="", output_fields=["doc_id", "text"], limit=16384, consistency_level="Strong"
+        )
+    finally:
+        client.close()
+    ids = [row["id"] for row in rows]
+    assert len(ids) == len(set(ids)), "an id is stored twice"
+    return {row["id"]: (row["doc_id"], row["text"]) for row in rows}
+
+
+def statuses(report: IngestReport) -> dict[str, str]:
+    return {Path(d.path).name: str(d.status) for d in report.documents}
+
+
+async def ingest(uri: str, embedder: HashEmbedder, paths: list[Path | str], **kwargs: object) -> IngestReport:
+    async with AsyncRAG(embedder=embedder, uri=uri, collection="inc", llm="none") as rag:
+        return await rag.ingest(paths, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_each_step_stores_exactly_what_it_should(
+    corpus: Path, uri: str, counts: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embedder = CountingEmbedder()
+    first = await ingest(uri, embedder, [corpus])
+    assert first.ok and first.counts()["added"] == 3
+    stored = chunks(uri)
+    assert {doc for doc, _ in stored.values()} == {str(p.resolve()) for p in corpus.rglob("*.*")}
+
+    # Unchanged: nothing parsed, embedded or written.
+    counts.update(parsed=0, writes=0)
+    embedder.texts.clear()
+    again = await ingest(uri, embedder, [corpus])
+    assert statuses(again) == {"a.txt": "unchanged", "b.md": "unchanged", "c.txt": "unchanged"}
+    assert (counts["parsed"], counts["writes"], embedder.texts) == (0, 0, [])
+    assert chunks(uri) == stored
+
+    # Touched but not changed: hashed, still nothing parsed or written.
+    os.utime(corpus / "a.txt", ns=(time.time_ns(), time.time_ns()))
+    assert statuses(await ingest(uri, embedder, [corpus]))["a.txt"] == "unchanged"
+    assert (counts["parsed"], counts["writes"]) == (0, 0)
+
+    # One file changed: it alone is re-chunked and re-embedded; its old chunks are gone.
+    (corpus / "b.md").write_text("# Bees\n\nBees sleep at night, holding on to flowers.")
+    changed = await ingest(uri, embedder, [corpus])
+    assert statuses(changed) == {"a.txt": "unchanged", "b.md": "updated", "c.txt": "unchanged"}
+    assert embedder.texts and all("sleep at night" in t for t in embedder.texts)
+    after = chunks(uri)
+    b_id = str((corpus / "b.md").resolve())
+    assert {k: v for k, v in after.items() if v[0] != b_id} == {k: v for k, v in stored.items() if v[0] != b_id}
+    assert [text for doc, text in after.values() if doc == b_id] == ["# Bees\n\nBees sleep at night, holding on to flowers."]
+
+    # Another spelling of the same root (relative, with ..): the same documents, nothing to do.
+    monkeypatch.chdir(corpus.parent)
+    spelled = await ingest(uri, embedder, ["./corpus/sub/../"])
+    assert set(statuses(spelled).values()) == {"unchanged"}
+    assert chunks(uri) == after
+
+    # A stored file becomes unreadable: the failure is reported, its chunks survive.
+    (corpus / "a.txt").write_bytes(b"caf\xe9 latin-1 now")
+    broken = await ingest(uri, embedder, [corpus])
+    assert statuses(broken)["a.txt"] == "failed" and not broken.ok
+    assert "not UTF-8" in (broken.failures[0].reason)
+    assert chunks(uri) == after
+
+    # A file removed: kept without --prune, deleted with it (and only it).
+    (corpus / "sub" / "c.txt").unlink()
+    (corpus / "a.txt").write_text("Alpacas graze on the high plains.\n\nThey hum when they are worried.")
+    await ingest(uri, embedder, [corpus])
+    assert chunks(uri) == after
+    pruned = await ingest(uri, embedder, [corpus], prune=True)
+    assert {Path(d.path).name for d in pruned.documents if d.status is Status.DELETED} == {"c.txt"}
+    c_id = str((corpus / "sub" / "c.txt").resolve())
+    assert chunks(uri) == {k: v for k, v in after.items() if v[0] != c_id}
+
+
+async def test_prune_only_looks_under_the_given_paths(corpus: Path, tmp_path: Path, uri: str) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "z.txt").write_text("Zebras have stripes.")
+    embedder = HashEmbedder()
+    await ingest(uri, embedder, [corpus, other])
+    (other / "z.txt").unlink()
+    report = await ingest(uri, embedder, [corpus], prune=True)  # `other` was not given: z.txt stays
+    assert report.count(Status.DELETED) == 0
+    assert str((other / "z.txt").resolve()) in {doc for doc, _ in chunks(uri).values()}
+    report = await ingest(uri, embedder, [other / "z.txt"], prune=True)  # named, and gone: deleted
+    assert report.count(Status.DELETED) == 1
+
+
+async def test_new_settings_or_model_reingest_what_they_affect(corpus: Path, uri: str) -> None:
+    embedder = HashEmbedder()
+    await ingest(uri, embedder, [corpus])
+    before = chunks(uri)
+    async with AsyncRAG(embedder=embedder, uri=uri, collection="inc", llm="none", chunk_size=64) as rag:
+        report = await rag.ingest([corpus])
+    assert set(statuses(report).values()) == {"updated"}
+    assert not set(chunks(uri)) & set(before)  # every chunk rewritten, no old one left
+    assert len({doc for doc, _ in chunks(uri).values()}) == 3
+
+
+async def test_doc_id_prefix_makes_ids_portable(corpus: Path, tmp_path: Path, uri: str) -> None:
+    moved = tmp_path / "elsewhere"
+    corpus.rename(moved)
+    embedder = HashEmbedder()
+    first = await ingest(uri, embedder, [moved], doc_id_prefix="kb/")
+    assert sorted(d.doc_id for d in first.documents) == ["kb/a.txt", "kb/b.md", "kb/sub/c.txt"]
+    moved.rename(corpus)
+    again = await ingest(uri, embedder, [corpus], doc_id_prefix="kb/")  # the same corpus mounted elsewhere
+    assert set(statuses(again).values()) == {"unchanged"}
+
+
+async def test_documents_and_delete(corpus: Path, uri: str) -> None:
+    embedder = HashEmbedder()
+    await ingest(uri, embedder, [corpus])
+    async with AsyncRAG(embedder=embedder, uri=uri, collection="inc", llm="none") as rag:
+        docs = await rag.documents()
+        assert [Path(d.doc_id).name for d in docs] == ["a.txt", "b.md", "c.txt"]
+        assert all(d.complete and d.chunks == 1 and len(d.hash) == 64 for d in docs)
+        a_id = docs[0].doc_id
+        assert await rag.delete([a_id, "not-stored"]) == [a_id]
+        assert [d.doc_id for d in await rag.documents()] == [d.doc_id for d in docs[1:]]
+    assert a_id not in {doc for doc, _ in chunks(uri).values()}
+
+
+async def test_a_big_text_file_streams_in_stretches(tmp_path: Path, uri: str) -> None:
+    big = tmp_path / "big.txt"
+    paragraphs = [f"Paragraph {i}: the ferry leaves the harbour at {i % 24} o'clock sharp." for i in range(4000)]
+    big.write_text("\n\n".join(paragraphs))
+    embedder = CountingEmbedder()
+    async with AsyncRAG(embedder=embedder, uri=uri, collection="inc", llm="none") as rag:
+        rag_limits = pipeline.Limits(text_bytes_per_unit=16 * 1024)
+        store = await rag.store(create=True)
+        report = await pipeline.ingest(
+            [big], store=store, manifest=await rag.manifest(), embedder=embedder,
+            chunk_spec=await rag.chunk_spec(), limits=rag_limits,
+        )
+    assert report.ok and report.chunks > 20
+    stored = " ".join(text for _, text in chunks(uri).values())
+    assert all(f"Paragraph {i}:" in stored for i in range(0, 4000, 97))  # nothing lost at the cuts
+
+
+@pytest.mark.slow
+async def test_two_shards_at_once_equal_one_run(milvus_server: object, tmp_path: Path) -> None:
+    """Two workers into one collection of the real server, concurrently: their union is a single run's."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(24):
+        (folder / f"doc{i:02}.txt").write_text(f"Document {i} is about the number {i * 7}.")
+    embedder = HashEmbedder()
+    uri = milvus_server.uri  # type: ignore[attr-defined]
+    single, sharded = f"one_{uuid.uuid4().hex[:8]}", f"two_{uuid.uuid4().hex[:8]}"
+
+    async def run(collection: str, shard: tuple[int, int] | None) -> IngestReport:
+        async with AsyncRAG(embedder=embedder, uri=uri, collection=collection, llm="none") as rag:
+            return await rag.ingest([folder], shard=shard)
+
+    await run(single, None)
+    first, second = await asyncio.gather(run(sharded, (0, 2)), run(sharded, (1, 2)))
+    assert first.files + second.files == 24 and first.files and second.files
+    assert first.count(Status.SKIPPED) == second.files
+    assert set(chunks(uri, sharded)) == set(chunks(uri, single))
+
+
+# -- killed mid-run ------------------------------------------------------------------------------------
+
+
+def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [ASYNCRAG, *args], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )
+
+
+@pytest.mark.slow
+def test_killed_at_any_point_a_rerun_stores_exactly_the_right_chunks(tmp_path: Path, shared_data: Path) -> None:
+    """SIGKILL a real `asyncrag ingest` at several points (parsing, embedding, writing), then run it again."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    essay = (shared_data / "paul_graham_essay.txt").read_text()
+    parts = essay.split("\n\n")
+    for i in range(8):  # eight documents of ~1/8 of the essay each: ~70 chunks, a few seconds of embedding
+        (corpus / f"part{i}.txt").write_text("\n\n".join(parts[i::8]))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCRAG_")}
+    env.update(ASYNCRAG_CONFIG="", ASYNCRAG_LLM="none", ASYNCRAG_EMBED_BATCH_SIZE="8")
+
+    reference = tmp_path / "reference.db"
+    done = subprocess.run([ASYNCRAG, "ingest", str(corpus), "--uri", str(reference)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    expected = chunks(str(reference), "asyncrag")
+    release_lite(str(reference))
+
+    mid_run = 0
+    for delay in (1.0, 3.0, 5.0):  # after model loading (~5 s): during parsing, embedding, writing
+        db = tmp_path / f"killed-{delay}.db"
+        proc = _cli(["ingest", str(corpus), "--uri", str(db), "--json"], env, tmp_path)
+        assert proc.stderr is not None
+        proc.stderr.readline()  # "loading the embedding model": the model loads next, then the run starts
+        time.sleep(4.0 + delay)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if proc.returncode != 0 and db.exists():
+            with_partial = chunks(str(db), "asyncrag") if _has_collection(db) else {}
+            mid_run += 0 < len(with_partial) < len(expected) or not with_partial
+            release_lite(str(db))
+        rerun = subprocess.run([ASYNCRAG, "ingest", str(corpus), "--uri", str(db), "--json"], env=env, cwd=tmp_path,
+                               capture_output=True, text=True, timeout=300, check=False)
+        assert rerun.returncode == 0, rerun.stderr
+        report = json.loads(rerun.stdout)
+        assert report["counts"]["failed"] == 0
+        assert chunks(str(db), "asyncrag") == expected  # none missing, none duplicated, same ids
+        release_lite(str(db))
+    assert mid_run >= 1  # at least one kill landed mid-run
+
+
+def _has_collection(db: Path) -> bool:
+    client = MilvusClient(str(db))
+    try:
+        return client.has_collection("asyncrag")
+    finally:
+        client.close()
+
+
+# -- an embedding endpoint that rate-limits, then fails, then answers ---------------------------------
+
+
+@pytest.mark.slow
+def test_rate_limits_and_server_errors_are_retried(tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    calls: list[int] = []
+
+    class Endpoint(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            calls.append(len(calls))
+            n = len(calls)
+            if n == 2:  # the probe (call 1) passes; then a rate limit, then a server error
+                self._send(429, {"error": {"message": "slow down"}}, {"Retry-After": "1"})
+            elif n == 3:
+                self._send(500, {"error": {"message": "overloaded"}})
+            else:
+                texts = body["input"]
+                data = [{"object": "embedding", "index": i, "embedding": HashEmbedder().embed([t])[0]}
+                        for i, t in enumerate(texts)]
+                self._send(200, {"object": "list", "data": data, "model": "m", "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+
+        def _send(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
+            raw = json.dumps(payload).encode()
+            self.send_response(status)
+            for key, value in {"Content-Type": "application/json", **(headers or {})}.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        (tmp_path / "a.txt").write_text("Herons stand still in the shallows.")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ASYNCRAG_", "OPENAI_"))}
+        env.update(ASYNCRAG_CONFIG="", ASYNCRAG_LLM="none", ASYNCRAG_EMBED_MODEL="openai:m",
+                   OPENAI_BASE_URL=f"http://127.0.0.1:{server.server_address[1]}/v1", OPENAI_API_KEY="k")
+        started = time.perf_counter()
+        proc = subprocess.run([ASYNCRAG, "ingest", str(tmp_path / "a.txt"), "--uri", str(tmp_path / "r.db"),
+                               "--report", str(tmp_path / "report.json")],
+                              env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        server.shutdown()
+    assert proc.returncode == 0, proc.stderr
+    assert "embedding failed (RateLimitError" in proc.stderr and "retry 1 of" in proc.stderr
+    assert "embedding failed (InternalServerError" in proc.stderr and "retry 2 of" in proc.stderr
+    assert time.perf_counter() - started >= 1.0  # Retry-After was honoured
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["counts"]["added"] == 1 and report["chunks"] == 1
