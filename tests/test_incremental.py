@@ -364,3 +364,56 @@ def test_rate_limits_and_server_errors_are_retried(tmp_path: Path) -> None:
     assert time.perf_counter() - started >= 1.0  # Retry-After was honoured
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["counts"]["added"] == 1 and report["chunks"] == 1
+
+
+# -- a Milvus server that goes down mid-run --------------------------------------------------------------
+
+
+class SlowEmbedder(HashEmbedder):
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        time.sleep(0.15)
+        return super().embed(texts)
+
+
+@pytest.mark.slow
+async def test_a_server_that_goes_down_stops_the_run_in_bounded_time_and_the_rerun_completes(
+    tmp_path: Path, uri: str
+) -> None:
+    from asyncrag.errors import StoreError
+    from asyncrag.testing import MilvusServer, milvus_package_available
+
+    if not milvus_package_available():
+        pytest.skip("the `milvus` package (Milvus 2.3.5 standalone) is not installed")
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(40):
+        (folder / f"doc{i:02}.txt").write_text(f"Document {i} is about the number {i * 7}.")
+    embedder = SlowEmbedder()
+    reference = await ingest(uri, embedder, [folder])  # on Lite: the chunk ids a complete run stores
+    assert reference.files == 40
+    expected = set(chunks(uri))
+
+    data = tmp_path / "milvus-data"
+    server = MilvusServer(data_dir=data).start()
+    try:
+        async with AsyncRAG(embedder=embedder, uri=server.uri, collection="inc", llm="none", embed_batch_size=2) as rag:
+            run = asyncio.ensure_future(rag.ingest([folder]))
+            await asyncio.sleep(2.0)  # some documents are in, most are not
+            assert not run.done()
+            server.stop()
+            started = time.perf_counter()
+            with pytest.raises(StoreError, match="run the same command again to resume"):
+                await run
+            assert time.perf_counter() - started < 150
+    finally:
+        server.stop()
+
+    server = MilvusServer(data_dir=data).start()  # the same data, as after a restart
+    try:
+        async with AsyncRAG(embedder=embedder, uri=server.uri, collection="inc", llm="none") as rag:
+            rerun = await rag.ingest([folder])
+            assert rerun.ok and rerun.count(Status.ADDED) + rerun.count(Status.UNCHANGED) == 40
+            assert rerun.count(Status.UNCHANGED) > 0  # what the first run finished is not redone
+        assert set(chunks(server.uri)) == expected
+    finally:
+        server.stop()

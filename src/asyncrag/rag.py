@@ -132,7 +132,7 @@ class AsyncRAG:
     async def manifest(self) -> Manifest:
         """The collection's record of its documents (store/manifest.py)."""
         store = await self.store()
-        return Manifest(store.aclient, self.settings.collection)
+        return Manifest(store.aclient, self.settings.collection, timeout=store.request_timeout_s)
 
     async def llm(self) -> ChatModel | None:
         """The configured LLM, None for "none"; raises LLMUnavailable (saying how to configure one)."""

@@ -62,7 +62,7 @@ class Limits:
     text_bytes_per_unit: int = 1 << 20  # big text files are read and chunked in stretches of this size
     max_units: int = 6  # parsed-but-not-embedded units held in memory
     max_writes: int = 4  # write requests in flight
-    attempts: int = 6  # for transient failures of the embedder and of Milvus
+    attempts: int = 4  # for transient failures of the embedder and of Milvus (each Milvus call has a deadline)
     max_backoff_s: float = 20.0
 
 
@@ -367,7 +367,11 @@ class Pipeline:
         try:
             stale = expr.all_of(expr.equals(self.store.doc_id_field, doc_id), f"version != {expr.literal(doc.version)}")
             await _with_retries(
-                lambda: self.store.aclient.delete(self.store.collection_name, filter=stale), self.limits, "deleting old chunks"
+                lambda: self.store.aclient.delete(
+                    self.store.collection_name, filter=stale, timeout=self.store.request_timeout_s
+                ),
+                self.limits,
+                "deleting old chunks",
             )
             doc.new.chunks = doc.chunks_written
             await _with_retries(lambda: self.manifest.put([doc.new]), self.limits, "recording in Milvus")
@@ -389,7 +393,9 @@ class Pipeline:
         doc_id = doc.found.doc_id
         try:
             partial = expr.all_of(expr.equals(self.store.doc_id_field, doc_id), f"version == {expr.literal(doc.version)}")
-            await self.store.aclient.delete(self.store.collection_name, filter=partial)
+            await self.store.aclient.delete(
+                self.store.collection_name, filter=partial, timeout=self.store.request_timeout_s
+            )
             if doc.record is not None:
                 await self.manifest.put([doc.record])
             else:

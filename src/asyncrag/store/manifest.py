@@ -86,9 +86,10 @@ def ensure(client: MilvusClient, collection: str) -> None:
 class Manifest:
     """Reads and writes a collection's document records through an async client."""
 
-    def __init__(self, aclient: AsyncMilvusClient, collection: str) -> None:
+    def __init__(self, aclient: AsyncMilvusClient, collection: str, timeout: float | None = None) -> None:
         self.aclient = aclient
         self.name = manifest_name(collection)
+        self.timeout = timeout  # per request: see CoalescingMilvusVectorStore.request_timeout_s
 
     async def get(self, doc_ids: Iterable[str]) -> dict[str, DocumentRecord]:
         ids = list(doc_ids)
@@ -99,6 +100,7 @@ class Manifest:
                 filter=expr.is_in("doc_id", ids[i : i + _ID_BATCH]),
                 output_fields=list(DocumentRecord.__dataclass_fields__),
                 consistency_level="Strong",
+                timeout=self.timeout,
             )
             found.update((row["doc_id"], DocumentRecord.from_row(row)) for row in rows)
         return found
@@ -125,8 +127,10 @@ class Manifest:
             now = time.time()
             for record in records:
                 record.updated_at = now
-            await self.aclient.upsert(self.name, [r.row() for r in records])
+            await self.aclient.upsert(self.name, [r.row() for r in records], timeout=self.timeout)
 
     async def delete(self, doc_ids: Sequence[str]) -> None:
         for i in range(0, len(doc_ids), _ID_BATCH):
-            await self.aclient.delete(self.name, filter=expr.is_in("doc_id", doc_ids[i : i + _ID_BATCH]))
+            await self.aclient.delete(
+                self.name, filter=expr.is_in("doc_id", doc_ids[i : i + _ID_BATCH]), timeout=self.timeout
+            )

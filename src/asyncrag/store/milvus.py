@@ -24,6 +24,7 @@ MODEL_PROPERTY = "asyncrag.embed_model"  # the model's identity (embed/base.py)
 MODEL_NAME_PROPERTY = "asyncrag.embed_model_name"
 EMBEDDING_FIELD = "embedding"
 CONNECT_TIMEOUT_S = 10.0
+REQUEST_TIMEOUT_S = 20.0  # per write or delete; the ingest pipeline retries a few times on top
 LITE_LOCK_FILE = "LOCK"  # milvus_lite.db.LOCK_FILENAME: one process at a time holds a database
 
 
@@ -152,6 +153,7 @@ def open_store(
             else {MODEL_PROPERTY: embedder.identity, MODEL_NAME_PROPERTY: embedder.name},
             timeout=CONNECT_TIMEOUT_S,
         )
+        store.request_timeout_s = REQUEST_TIMEOUT_S
         if create:
             manifest.ensure(client, collection)
     except MilvusException as e:

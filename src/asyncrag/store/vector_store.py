@@ -101,6 +101,9 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
     max_search_batch: int = 1000  # query vectors per search request (Lite pays a fixed cost per search)
     max_wait_s: float = 0.002  # how long the first request of a batch waits for company
     max_in_flight: int = 4  # concurrent requests per kind (backpressure)
+    # A deadline for each write and delete: pymilvus retries a server that does not answer until
+    # then (none: for ever), so a server that is down shows up as an error in bounded time.
+    request_timeout_s: float | None = None
 
     _coalescers: tuple[asyncio.AbstractEventLoop, Coalescer, Coalescer] | None = PrivateAttr(default=None)
     _search_fields: dict[tuple[str, ...], list[str]] = PrivateAttr(default_factory=dict)
@@ -205,7 +208,10 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
             raise AssertionError(NO_ASYNC_CLIENT)
         if doc_ids:
             await self.aclient.delete(
-                self.collection_name, filter=expr.is_in(self.doc_id_field, doc_ids), partition_name=partition
+                self.collection_name,
+                filter=expr.is_in(self.doc_id_field, doc_ids),
+                partition_name=partition,
+                timeout=self.request_timeout_s,
             )
 
     def _prepare_before_search(self, query: VectorStoreQuery, **kwargs: Any) -> tuple[str, list[str]]:
@@ -328,12 +334,12 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
         for row in rows:
             row_size = self._row_bytes(row)
             if request and size + row_size > self.max_batch_bytes:
-                await write(self.collection_name, request, partition_name=key[0])
+                await write(self.collection_name, request, partition_name=key[0], timeout=self.request_timeout_s)
                 request, size = [], 0
             request.append(row)
             size += row_size
         if request:
-            await write(self.collection_name, request, partition_name=key[0])
+            await write(self.collection_name, request, partition_name=key[0], timeout=self.request_timeout_s)
         return results
 
     def fields_to_fetch(self, output_fields: tuple[str, ...]) -> list[str]:
