@@ -3,9 +3,11 @@ streaming protocol), llama.cpp and transformers with the bundled SmolLM2, and no
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,7 +18,8 @@ from typer.testing import CliRunner, Result
 
 from asyncrag import cli
 from asyncrag.embed.local import LocalEmbedder
-from asyncrag.llm import LLMUnavailable, load_llm
+from asyncrag.llm import LLMUnavailable, default_cache_dir, load_llm
+from asyncrag.llm.transformers_gguf import TransformersGGUF
 from asyncrag.query.answer import SYSTEM, build_messages
 from asyncrag.rag import AsyncRAG
 from asyncrag.results import Source
@@ -237,6 +240,63 @@ async def test_transformers_answers_from_the_sources(corpus_db: str, embedder: L
     assert any(fact in answer.answer for fact in ("1987", "Mara Lindqvist", "Lindqvist")), answer.answer
 
 
+@pytest.fixture(scope="module")
+def smollm2() -> TransformersGGUF:
+    llm = load_llm("transformers")
+    assert isinstance(llm, TransformersGGUF)
+    return llm
+
+
+MESSAGES = [{"role": "user", "content": "Tell me a long story about tea."}]
+
+
+@pytest.mark.slow
+async def test_transformers_stops_generating_when_the_consumer_stops(
+    smollm2: TransformersGGUF, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    generated: list[int] = []  # new tokens of each finished generate call
+    generate = smollm2.model.generate
+
+    def generate_without_eos(**kwargs: object) -> object:  # so only the consumer can end it early
+        output = generate(**kwargs, min_new_tokens=kwargs["max_new_tokens"])
+        generated.append(output.shape[1] - kwargs["input_ids"].shape[1])
+        return output
+
+    monkeypatch.setattr(smollm2.model, "generate", generate_without_eos)
+    first = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in smollm2.astream(MESSAGES, max_tokens=2000):
+            first.set()
+
+    task = asyncio.create_task(consume())
+    async with asyncio.timeout(60):  # 2000 tokens would take minutes
+        await first.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert len(generated) == 1 and generated[0] < 100  # generate finished before the consumer did
+
+        stream = smollm2.astream(MESSAGES, max_tokens=2000)
+        assert await anext(stream)
+        await stream.aclose()  # a consumer that breaks out of its loop
+        assert len(generated) == 2 and generated[1] < 100
+
+
+@pytest.mark.slow
+async def test_transformers_generate_errors_reach_the_consumer(
+    smollm2: TransformersGGUF, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(**kwargs: object) -> None:
+        raise RuntimeError("out of memory, say")
+
+    monkeypatch.setattr(smollm2.model, "generate", fail)
+    async with asyncio.timeout(30):  # not a consumer waiting forever for a stream that never ends
+        with pytest.raises(RuntimeError, match="out of memory, say"):
+            async for _ in smollm2.astream(MESSAGES, max_tokens=8):
+                pass
+
+
 # -- (d) no usable LLM ---------------------------------------------------------------------------------
 
 
@@ -279,3 +339,14 @@ def test_missing_llama_cpp_or_model_says_what_to_install(monkeypatch: pytest.Mon
 
 def test_none_means_no_llm() -> None:
     assert load_llm("none") is None
+
+
+# -- the cache folder -------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="XDG_CACHE_HOME is the Linux convention")
+def test_cache_dir_follows_xdg_cache_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_cache_dir() == tmp_path / "asyncrag"
+    monkeypatch.setenv("XDG_CACHE_HOME", "")  # empty means unset, not the current directory
+    assert default_cache_dir() == Path.home() / ".cache" / "asyncrag"

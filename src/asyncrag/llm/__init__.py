@@ -8,8 +8,9 @@ Specs: "local" (llama.cpp when installed, else transformers), "llamacpp", "trans
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
+
+import platformdirs
 
 from asyncrag.llm.base import ChatModel, LLMUnavailable
 
@@ -37,7 +38,8 @@ def bundled_gguf() -> Path:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "asyncrag"
+    """The platform's cache folder: XDG_CACHE_HOME when set to an absolute path, else ~/.cache on Linux."""
+    return platformdirs.user_cache_path("asyncrag")
 
 
 def load_llm(spec: str, cache_dir: Path | None = None) -> ChatModel | None:

@@ -1,28 +1,38 @@
 """A local GGUF chat model run by transformers: no compiler needed, slower than llama.cpp.
 
+Imported only when this backend is chosen (see `load_llm`), so transformers is imported at the top.
 Converting the GGUF takes ~20 s on 2 cores, so the converted model is kept in a cache
-folder (keyed by the GGUF's hash); later loads take under a second.
+folder (keyed by the GGUF's hash); later loads take under a second. Every load passes
+`local_files_only=True`: nothing reaches for a model hub, whatever the environment says.
 """
 
 from __future__ import annotations
 
-import os
+import asyncio
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
-from asyncrag.llm.base import Messages, stream_in_thread
+import torch
+from transformers import (
+    AsyncTextIteratorStreamer,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
+from transformers.utils import logging as hf_logging
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from asyncrag.llm.base import Messages
 
 
 def _convert(gguf: Path, target: Path) -> None:
     """Dequantize the GGUF once and save it as a plain transformers folder."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
     model.hf_quantizer = None  # the weights are plain tensors now; transformers refuses to save "gguf-quantized"
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
@@ -39,33 +49,49 @@ def _convert(gguf: Path, target: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+class StopWhenSet(StoppingCriteria):
+    """Ends generation at the next token once `event` is set (from any thread)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
 class TransformersGGUF:
     def __init__(self, gguf: Path, sha256: str, cache_dir: Path) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
         hf_logging.disable_progress_bar()
         self.name = f"transformers:{gguf.name}"
         folder = cache_dir / f"{gguf.stem}-{sha256[:16]}"
         if not (folder / "config.json").is_file():
             _convert(gguf, folder)
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModelForCausalLM.from_pretrained(folder)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        self.model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
 
-    def _generate(self, messages: Messages, max_tokens: int) -> Iterator[str]:
-        from threading import Thread
+    async def astream(self, messages: Messages, max_tokens: int) -> AsyncIterator[str]:
+        """`model.generate` runs in a thread and feeds transformers' async streamer on this loop.
 
-        from transformers import TextIteratorStreamer
-
+        When the consumer stops early (break, cancel), the thread stops at the next token: the
+        StoppingCriteria sees `stop`, and we wait for it, so no generation outlives its consumer.
+        """
         inputs = self.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
         )
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        kwargs = dict(**inputs, max_new_tokens=max_tokens, do_sample=False, streamer=streamer)
-        thread = Thread(target=self.model.generate, kwargs=kwargs, daemon=True)
-        thread.start()
-        yield from (piece for piece in streamer if piece)
-        thread.join()
-
-    def astream(self, messages: Messages, max_tokens: int) -> AsyncIterator[str]:
-        return stream_in_thread(lambda: self._generate(messages, max_tokens))
+        streamer = AsyncTextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        stop = threading.Event()
+        generate = asyncio.create_task(
+            asyncio.to_thread(
+                self.model.generate, **inputs, max_new_tokens=max_tokens, do_sample=False, streamer=streamer,
+                stopping_criteria=StoppingCriteriaList([StopWhenSet(stop)]),
+            )
+        )
+        generate.add_done_callback(lambda _: streamer.end())  # generate ends the stream only when it succeeds
+        try:
+            async for piece in streamer:
+                if piece:
+                    yield piece
+        finally:
+            stop.set()
+            await asyncio.wait([generate])
+        generate.result()  # generate's own error, if it failed
