@@ -21,7 +21,7 @@ from asyncrag.embed.local import LocalEmbedder
 from asyncrag.llm import LLMUnavailable, default_cache_dir, load_llm
 from asyncrag.llm.transformers_gguf import TransformersGGUF
 from asyncrag.query.answer import SYSTEM, build_messages
-from asyncrag.rag import AsyncRAG
+from asyncrag.rag import RAG, AsyncRAG
 from asyncrag.results import Source
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -341,7 +341,25 @@ def test_none_means_no_llm() -> None:
     assert load_llm("none") is None
 
 
-# -- the cache folder -------------------------------------------------------------------------------
+# -- the blocking twin and the cache folder -------------------------------------------------------------
+
+
+def test_blocking_rag_answers_and_close_stops_its_thread(corpus_db: str, embedder: LocalEmbedder) -> None:
+    def loop_threads() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "asyncrag-loop"]
+
+    assert loop_threads() == []
+    with RAG(embedder=embedder, uri=corpus_db, collection="corpus", llm="none") as rag:
+        assert len(loop_threads()) == 1
+        hits = rag.search(QUESTION, k=2)
+        answer = rag.ask(QUESTION, k=1)
+        stats = rag.stats()
+        names = [c.name for c in rag.collections()]
+    assert loop_threads() == []
+    rag.close()  # closing twice does nothing
+    assert len(hits) == 2 and hits[0].source.endswith("about.md")
+    assert answer.answer.startswith("[1] ") and "1987" in answer.answer
+    assert stats.documents == 4 and stats.chunks >= 4 and names == ["corpus"]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="XDG_CACHE_HOME is the Linux convention")

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import threading
 from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+from anyio.from_thread import start_blocking_portal
 from pymilvus.exceptions import MilvusException
 
 from asyncrag.config import TOP_K_MAX, Settings
@@ -271,36 +272,32 @@ class AsyncRAG:
 
 
 class RAG:
-    """The same API, blocking: an event loop runs in a background thread."""
+    """The same API, blocking: AsyncRAG runs on an event loop in a background thread (anyio's blocking portal)."""
 
     def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="asyncrag-loop", daemon=True)
-        self._thread.start()
         self.rag = AsyncRAG(settings, **overrides)
-
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        self._resources = ExitStack()  # closed in reverse: aclose on the loop, then the loop and its thread
+        self._portal = self._resources.enter_context(start_blocking_portal(name="asyncrag-loop"))
+        self._resources.callback(self._portal.call, self.rag.aclose)
 
     def ingest(self, paths: list[str | Path], on_progress: Progress | None = None) -> IngestReport:
-        return self._run(self.rag.ingest(paths, on_progress))
+        return self._portal.call(self.rag.ingest, paths, on_progress)
 
     def search(self, question: str, k: int | None = None, filter: str = "") -> list[Source]:
-        return self._run(self.rag.search(question, k, filter))
+        return self._portal.call(self.rag.search, question, k, filter)
 
     def ask(self, question: str, k: int | None = None, filter: str = "") -> Answer:
-        return self._run(self.rag.ask(question, k, filter))
+        return self._portal.call(self.rag.ask, question, k, filter)
 
     def stats(self) -> CollectionStats:
-        return self._run(self.rag.stats())
+        return self._portal.call(self.rag.stats)
 
     def collections(self) -> list[CollectionStats]:
-        return self._run(self.rag.collections())
+        return self._portal.call(self.rag.collections)
 
     def close(self) -> None:
-        self._run(self.rag.aclose())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
+        """Flush and close the store, then stop the loop's thread; closing twice does nothing."""
+        self._resources.close()
 
     def __enter__(self) -> RAG:
         return self
