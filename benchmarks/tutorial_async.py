@@ -521,7 +521,7 @@ def draw_chart(report: Report, path: Path) -> Path:
     fig, axes = plt.subplots(len(backends), 1, figsize=(12, 4.2 * len(backends)), squeeze=False)
     series = [("tutorial (published)", None, "#bbbbbb"), (BASELINE, BASELINE, "#d62728"), (OURS, OURS, "#1f77b4")]
     width = 0.27
-    for ax, backend in zip(axes[:, 0], backends):
+    for ax, backend in zip(axes[:, 0], backends, strict=True):
         rows = [
             r
             for e in EXPERIMENTS
@@ -562,7 +562,7 @@ def save(report: Report, out: Path, console: Console) -> None:
     console.print(f"wrote {out}")
     try:
         console.print(f"wrote {draw_chart(report, out.with_suffix('.png'))}")
-    except Exception as e:  # the numbers are in the JSON; the chart is a convenience
+    except Exception as e:  # noqa: BLE001 - the numbers are in the JSON; the chart is a convenience
         print(f"warning: no chart drawn ({e!r}); {out} is complete", file=sys.stderr)
 
 

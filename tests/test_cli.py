@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import cli_environment
 from typer.testing import CliRunner, Result
 
 from asyncrag import cli
 from asyncrag.embed.local import LocalEmbedder
-from conftest import cli_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "examples" / "corpus"

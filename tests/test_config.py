@@ -56,7 +56,7 @@ def test_default_config_file_is_asyncrag_toml_in_cwd(tmp_path: Path) -> None:
 def test_a_config_file_named_by_env_must_exist(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     _toml(tmp_path, 'collection = "ignored"\n', name="asyncrag.toml")
     monkeypatch.setenv("ASYNCRAG_CONFIG", str(tmp_path / "nope.toml"))  # a typo is reported, not ignored
-    with pytest.raises(ConfigError, match="ASYNCRAG_CONFIG names .*nope.toml, which is not a file"):
+    with pytest.raises(ConfigError, match=r"ASYNCRAG_CONFIG names .*nope\.toml, which is not a file"):
         Settings.load()
 
 

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import HashEmbedder, cli_environment
 from pymilvus import MilvusClient
 from typer.testing import CliRunner, Result
 
@@ -22,7 +23,6 @@ from asyncrag import cli
 from asyncrag.llm.base import Messages
 from asyncrag.rag import AsyncRAG
 from asyncrag.store.milvus import release_lite
-from conftest import HashEmbedder, cli_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "examples" / "corpus"

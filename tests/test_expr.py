@@ -141,7 +141,7 @@ def test_generated_file_names_change_exactly_their_own_documents(
             report = runner.run(rag.ingest(paths))
             assert report.ok and report.files == len(paths), report.failures
             after = _documents(milvus_uri, collection)
-            assert after == {**baseline, **{p: 1 for p in mine}}
+            assert after == {**baseline, **dict.fromkeys(mine, 1)}
 
             again = runner.run(rag.ingest(paths))  # re-ingest: replaced, not duplicated
             assert again.ok and _documents(milvus_uri, collection) == after

@@ -401,7 +401,7 @@ BAD_CALLS: dict[str, tuple[Callable[[MilvusVectorStore], Any], type[Exception]]]
 async def error_type(call: Any) -> type[BaseException] | None:
     try:
         await call
-    except Exception as e:  # noqa: BLE001 - the type is what is compared
+    except Exception as e:
         return type(e)
     return None
 

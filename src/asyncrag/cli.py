@@ -161,7 +161,7 @@ def ingest_cmd(
                 doc_id_prefix=doc_id_prefix,
             )
 
-    report = _run(dict(collection=collection, uri=uri, token=token, max_concurrency=max_concurrency), work)
+    report = _run({"collection": collection, "uri": uri, "token": token, "max_concurrency": max_concurrency}, work)
     if report_path is not None:
         report_path.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
     if json_out:
@@ -182,7 +182,7 @@ def ingest_cmd(
 @app.command()
 def documents(collection: Collection = None, uri: Uri = None, token: Token = None, json_out: Json = False) -> None:
     """The documents stored in the collection: id, chunks, content hash, when written."""
-    docs = _run(dict(collection=collection, uri=uri, token=token), lambda rag: rag.documents())
+    docs = _run({"collection": collection, "uri": uri, "token": token}, lambda rag: rag.documents())
     if json_out:
         out.print_json(json.dumps([d.to_dict() for d in docs]))
         return
@@ -190,7 +190,8 @@ def documents(collection: Collection = None, uri: Uri = None, token: Token = Non
     table.columns[0].overflow = "fold"
     for d in docs:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d.updated_at))
-        table.add_row(escape(d.doc_id), str(d.chunks), d.hash[:12] or "-", when if d.complete else f"{when} (unfinished)")
+        written = when if d.complete else f"{when} (unfinished)"
+        table.add_row(escape(d.doc_id), str(d.chunks), d.hash[:12] or "-", written)
     out.print(table)
 
 
@@ -202,7 +203,7 @@ def delete(
     token: Token = None,
 ) -> None:
     """Delete documents (their chunks and records) from the collection."""
-    deleted = _run(dict(collection=collection, uri=uri, token=token), lambda rag: rag.delete(list(doc_ids)))
+    deleted = _run({"collection": collection, "uri": uri, "token": token}, lambda rag: rag.delete(list(doc_ids)))
     missing = [d for d in doc_ids if d not in deleted]
     out.print(f"{len(deleted)} documents deleted", highlight=False)
     for doc_id in missing:
@@ -222,7 +223,7 @@ def search(
     json_out: Json = False,
 ) -> None:
     """The chunks most similar to QUERY, with score, source and page."""
-    sources = _run(dict(collection=collection, uri=uri, token=token), lambda rag: rag.search(query, k, filter))
+    sources = _run({"collection": collection, "uri": uri, "token": token}, lambda rag: rag.search(query, k, filter))
     if json_out:
         out.print_json(json.dumps([s.to_dict() for s in sources]))
     else:
@@ -254,7 +255,7 @@ def ask(
         printed.append(piece)
         out.print(piece, end="", markup=False, highlight=False)
 
-    flags = dict(collection=collection, uri=uri, token=token, llm="none" if no_llm else llm)
+    flags = {"collection": collection, "uri": uri, "token": token, "llm": "none" if no_llm else llm}
     answer: Answer = _run(flags, lambda rag: rag.ask(question, k, filter, on_token=None if json_out else show))
     if answer.llm_error:
         if printed:
@@ -276,13 +277,13 @@ def ask(
 @app.command()
 def stats(collection: Collection = None, uri: Uri = None, token: Token = None, json_out: Json = False) -> None:
     """What one collection holds."""
-    _print_stats([_run(dict(collection=collection, uri=uri, token=token), lambda rag: rag.stats())], json_out)
+    _print_stats([_run({"collection": collection, "uri": uri, "token": token}, lambda rag: rag.stats())], json_out)
 
 
 @app.command()
 def collections(uri: Uri = None, token: Token = None, json_out: Json = False) -> None:
     """Every collection at the URI."""
-    _print_stats(_run(dict(uri=uri, token=token), lambda rag: rag.collections()), json_out)
+    _print_stats(_run({"uri": uri, "token": token}, lambda rag: rag.collections()), json_out)
 
 
 def _print_stats(rows: list[CollectionStats], json_out: bool) -> None:

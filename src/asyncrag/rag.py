@@ -133,7 +133,7 @@ class AsyncRAG:
     async def manifest(self) -> Manifest:
         """The collection's record of its documents (store/manifest.py)."""
         store = await self.store()
-        return Manifest(store.aclient, self.settings.collection, timeout=store.request_timeout_s)
+        return Manifest(store.async_client, self.settings.collection, timeout=store.request_timeout_s)
 
     async def llm(self) -> ChatModel | None:
         """The configured LLM, None for "none"; raises LLMUnavailable (saying how to configure one)."""
@@ -280,17 +280,38 @@ class RAG:
         self._portal = self._resources.enter_context(start_blocking_portal(name="asyncrag-loop"))
         self._resources.callback(self._portal.call, self.rag.aclose)
 
-    def ingest(self, paths: list[str | Path], on_progress: Progress | None = None) -> IngestReport:
-        return self._portal.call(self.rag.ingest, paths, on_progress)
+    def ingest(
+        self,
+        paths: list[str | Path],
+        on_progress: Progress | None = None,
+        *,
+        prune: bool = False,
+        shard: tuple[int, int] | None = None,
+        doc_id_prefix: str | None = None,
+    ) -> IngestReport:
+        report: IngestReport = self._portal.call(
+            functools.partial(self.rag.ingest, prune=prune, shard=shard, doc_id_prefix=doc_id_prefix),
+            paths,
+            on_progress,
+        )
+        return report
+
+    def documents(self) -> list[DocumentInfo]:
+        return self._portal.call(self.rag.documents)
+
+    def delete(self, doc_ids: list[str]) -> list[str]:
+        return self._portal.call(self.rag.delete, doc_ids)
 
     def search(self, question: str, k: int | None = None, filter: str = "") -> list[Source]:
         return self._portal.call(self.rag.search, question, k, filter)
 
     def ask(self, question: str, k: int | None = None, filter: str = "") -> Answer:
-        return self._portal.call(self.rag.ask, question, k, filter)
+        answer: Answer = self._portal.call(self.rag.ask, question, k, filter)
+        return answer
 
     def stats(self) -> CollectionStats:
-        return self._portal.call(self.rag.stats)
+        stats: CollectionStats = self._portal.call(self.rag.stats)
+        return stats
 
     def collections(self) -> list[CollectionStats]:
         return self._portal.call(self.rag.collections)

@@ -67,7 +67,7 @@ class LocalEmbedder:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # untyped in transformers
 
         if not path.is_dir():
             raise EmbedderError(
@@ -77,12 +77,14 @@ class LocalEmbedder:
         self.path = path
         try:  # local_files_only: never reach for a model hub at run time, whatever the environment says
             self.model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-        except Exception as e:  # a folder that is not a sentence-transformers model: the user's to fix
+        except Exception as e:  # noqa: BLE001 - a folder that is not a sentence-transformers model: the user's to fix
             raise EmbedderError(f"cannot load an embedding model from {path}: {type(e).__name__}: {e}") from None
         self.name = name or path.name
         self.identity = f"sha256:{weights_sha256 or weights_digest(path)}"
-        self.dim = int(self.model.get_embedding_dimension())
-        self.max_tokens = int(self.model.max_seq_length)
+        dim, window = self.model.get_embedding_dimension(), self.model.max_seq_length
+        if dim is None or window is None:
+            raise EmbedderError(f"{path} does not say its embedding dimension and window: not a usable model")
+        self.dim, self.max_tokens = int(dim), int(window)
         tokenizer = path / "tokenizer.json"
         self.tokenizer_file = tokenizer if tokenizer.is_file() else None
         self.workers = workers or os.cpu_count() or 1
@@ -95,15 +97,16 @@ class LocalEmbedder:
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         if self._pool is None or len(texts) <= ENCODE_BATCH:
-            return self._encode(texts).tolist()
+            vectors: list[list[float]] = self._encode(texts).tolist()
+            return vectors
         # Batches of similar length pad least, as in sentence-transformers' own encode.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
         batches = [[texts[i] for i in order[j : j + ENCODE_BATCH]] for j in range(0, len(order), ENCODE_BATCH)]
-        vectors: list[list[float]] = [[] for _ in texts]
+        ordered: list[list[float]] = [[] for _ in texts]
         done = (v for batch in self._pool.map(self._encode, batches) for v in batch.tolist())
         for i, vector in zip(order, done, strict=True):
-            vectors[i] = vector
-        return vectors
+            ordered[i] = vector
+        return ordered
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         return self.model.encode(

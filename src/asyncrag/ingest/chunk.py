@@ -42,7 +42,7 @@ def node_id(doc_id: str, version: str, unit: int | None, page: int | None, posit
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def _token_counter(tokenizer_file: Path | None) -> Callable[[str], list] | None:
+def _token_counter(tokenizer_file: Path | None) -> Callable[[str], list[int]] | None:
     if tokenizer_file is None:
         return None
     from tokenizers import Tokenizer
@@ -68,7 +68,7 @@ class _Splitter(SentenceSplitter):
 
 
 def make_splitter(spec: ChunkSpec) -> SentenceSplitter:
-    return _Splitter(
+    return _Splitter.from_defaults(
         chunk_size=spec.chunk_size,
         chunk_overlap=spec.chunk_overlap,
         tokenizer=_token_counter(spec.tokenizer_file),

@@ -73,7 +73,7 @@ def _stretches(path: Path, target: int) -> list[tuple[int, int]]:
             if cut >= size:
                 break
             cuts.append(cut)
-    return list(zip(cuts, [*cuts[1:], size]))
+    return list(zip(cuts, [*cuts[1:], size], strict=True))
 
 
 def parse(unit: Unit, spec: ChunkSpec) -> list[BaseNode]:

@@ -20,6 +20,7 @@ with one clear message, and the next run resumes. Any other error fails its own 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -35,7 +36,7 @@ from pymilvus.exceptions import MilvusException
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from asyncrag.embed import Embedder
-from asyncrag.errors import AsyncRAGError, EmbedderError, ReadError, StoreError, one_line
+from asyncrag.errors import AsyncRAGError, ReadError, StoreError, one_line
 from asyncrag.ingest.chunk import ChunkSpec
 from asyncrag.ingest.discover import Discovery, Found, discover, in_shard
 from asyncrag.ingest.parse import Unit, parse, plan
@@ -296,7 +297,9 @@ class Pipeline:
                 return
             texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in live]
             try:
-                vectors = await _with_retries(lambda: asyncio.to_thread(self.embedder.embed, texts), self.limits, "embedding")
+                vectors = await _with_retries(
+                    lambda: asyncio.to_thread(self.embedder.embed, texts), self.limits, "embedding"
+                )
             except Exception as e:  # noqa: BLE001
                 if _transient(e):
                     self._abort(f"the embedding model {self.embedder.name} kept failing ({_reason(e)})")
@@ -342,6 +345,7 @@ class Pipeline:
         """The manifest says 'writing this version' before the first chunk of it is stored."""
         if doc.marked is None:
             doc.marked = asyncio.get_running_loop().create_future()
+            doc.marked.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen, if no one else waits
             try:
                 base = doc.record or DocumentRecord(doc.found.doc_id, source=str(doc.found.path))
                 marker = DocumentRecord(**{**base.__dict__, "writing": doc.version})
@@ -365,9 +369,9 @@ class Pipeline:
     async def _complete(self, doc: _Doc) -> None:
         doc_id = doc.found.doc_id
         try:
-            stale = expr.all_of(expr.equals(self.store.doc_id_field, doc_id), f"version != {expr.literal(doc.version)}")
+            stale = expr.all_of(expr.equals(self.store.doc_id_field, doc_id), expr.differs("version", doc.version))
             await _with_retries(
-                lambda: self.store.aclient.delete(
+                lambda: self.store.async_client.delete(
                     self.store.collection_name, filter=stale, timeout=self.store.request_timeout_s
                 ),
                 self.limits,
@@ -392,8 +396,8 @@ class Pipeline:
     async def _undo(self, doc: _Doc) -> None:
         doc_id = doc.found.doc_id
         try:
-            partial = expr.all_of(expr.equals(self.store.doc_id_field, doc_id), f"version == {expr.literal(doc.version)}")
-            await self.store.aclient.delete(
+            partial = expr.all_of(expr.equals(self.store.doc_id_field, doc_id), expr.equals("version", doc.version))
+            await self.store.async_client.delete(
                 self.store.collection_name, filter=partial, timeout=self.store.request_timeout_s
             )
             if doc.record is not None:
@@ -498,7 +502,8 @@ async def ingest(
             if doc.finished or doc.error:
                 status = Status.FAILED if doc.error else (Status.UPDATED if doc.record else Status.ADDED)
                 seconds = time.perf_counter() - doc.started
-                reports.append(FileReport(str(doc.found.path), doc.found.doc_id, status, doc.chunks_written, seconds, doc.error))
+                path, doc_id = str(doc.found.path), doc.found.doc_id
+                reports.append(FileReport(path, doc_id, status, doc.chunks_written, seconds, doc.error))
     if options.prune:
         reports += await _prune(found, options, store, manifest, limits)
     await asyncio.to_thread(_flush, store)
@@ -518,8 +523,9 @@ async def _prune(
     ]
     reports = []
     for record in gone:
-        await _with_retries(lambda r=record: store.adelete_documents([r.doc_id]), limits, "deleting a document")
-        await _with_retries(lambda r=record: manifest.delete([r.doc_id]), limits, "deleting a record")
+        ids = [record.doc_id]
+        await _with_retries(functools.partial(store.adelete_documents, ids), limits, "deleting a document")
+        await _with_retries(functools.partial(manifest.delete, ids), limits, "deleting a record")
         reports.append(FileReport(record.source, record.doc_id, Status.DELETED, record.chunks))
     return reports
 

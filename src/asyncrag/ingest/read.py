@@ -8,17 +8,21 @@ from __future__ import annotations
 import re
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from llama_index.core.schema import Document
 
 from asyncrag.errors import ReadError
+
+if TYPE_CHECKING:
+    import pypdfium2 as pdfium
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 SUFFIXES = TEXT_SUFFIXES | {".pdf", ".html", ".htm", ".docx"}
 
 
 def document(text: str, source: str, page: int | None = None) -> Document:
-    metadata: dict = {"source": source, "file_name": Path(source).name}
+    metadata: dict[str, Any] = {"source": source, "file_name": Path(source).name}
     if page is not None:
         metadata["page"] = page
     return Document(
@@ -80,12 +84,12 @@ def read_docx(path: Path) -> str:
     import docx2txt
 
     try:
-        return docx2txt.process(str(path))
+        return str(docx2txt.process(str(path)))
     except (zipfile.BadZipFile, KeyError) as e:
         raise ReadError(f"not a valid .docx file ({e})") from None
 
 
-def open_pdf(path: Path):
+def open_pdf(path: Path) -> pdfium.PdfDocument:
     """PDFium (pypdfium2) extracts text ~18x faster than pypdf (0.7 s vs 13 s for a 307-page 10-K)."""
     import pypdfium2 as pdfium
 

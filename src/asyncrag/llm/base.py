@@ -33,7 +33,7 @@ async def stream_in_thread(produce: Callable[[], Iterator[str]]) -> AsyncIterato
                 if stop.is_set():
                     break
                 loop.call_soon_threadsafe(queue.put_nowait, (piece, None))
-        except BaseException as e:  # handed to the consumer, raised there
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
             loop.call_soon_threadsafe(queue.put_nowait, (None, e))
         else:
             loop.call_soon_threadsafe(queue.put_nowait, (None, None))

@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, cast
 
 from asyncrag.llm.base import LLMUnavailable, Messages
+
+if TYPE_CHECKING:
+    from openai import AsyncStream
+    from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 
 class OpenAIChat:
@@ -30,8 +35,12 @@ class OpenAIChat:
         from openai import APIError
 
         try:
-            stream = await self.client.chat.completions.create(
-                model=self.model, messages=messages, max_tokens=max_tokens, temperature=0, stream=True  # type: ignore[arg-type]
+            stream: AsyncStream[ChatCompletionChunk] = await self.client.chat.completions.create(
+                model=self.model,
+                messages=cast("list[ChatCompletionMessageParam]", messages),
+                max_tokens=max_tokens,
+                temperature=0,
+                stream=True,
             )
             async for chunk in stream:
                 if chunk.choices and (piece := chunk.choices[0].delta.content):

@@ -14,7 +14,7 @@ import tempfile
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from transformers import (
@@ -33,7 +33,8 @@ def _convert(gguf: Path, target: Path) -> None:
     """Dequantize the GGUF once and save it as a plain transformers folder."""
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
-    model.hf_quantizer = None  # the weights are plain tensors now; transformers refuses to save "gguf-quantized"
+    # The weights are plain tensors now; transformers refuses to save a "gguf-quantized" model.
+    setattr(model, "hf_quantizer", None)  # noqa: B010 - typed as a quantizer, None is what turns it off
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -56,12 +57,13 @@ class StopWhenSet(StoppingCriteria):
         self.event = event
 
     def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+        done = torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+        return cast(torch.BoolTensor, done)
 
 
 class TransformersGGUF:
     def __init__(self, gguf: Path, sha256: str, cache_dir: Path) -> None:
-        hf_logging.disable_progress_bar()
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # untyped in transformers
         self.name = f"transformers:{gguf.name}"
         folder = cache_dir / f"{gguf.stem}-{sha256[:16]}"
         if not (folder / "config.json").is_file():
@@ -75,9 +77,10 @@ class TransformersGGUF:
         When the consumer stops early (break, cancel), the thread stops at the next token: the
         StoppingCriteria sees `stop`, and we wait for it, so no generation outlives its consumer.
         """
-        inputs = self.tokenizer.apply_chat_template(
+        encoded = self.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
         )
+        inputs = cast("dict[str, Any]", encoded)
         streamer = AsyncTextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         stop = threading.Event()
         generate = asyncio.create_task(
@@ -86,7 +89,7 @@ class TransformersGGUF:
                 stopping_criteria=StoppingCriteriaList([StopWhenSet(stop)]),
             )
         )
-        generate.add_done_callback(lambda _: streamer.end())  # generate ends the stream only when it succeeds
+        generate.add_done_callback(lambda _: streamer.end())  # type: ignore[no-untyped-call]  # generate ends the stream only when it succeeds
         try:
             async for piece in streamer:
                 if piece:

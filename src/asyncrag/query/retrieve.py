@@ -8,8 +8,8 @@ from llama_index.core.vector_stores.types import BasePydanticVectorStore, Vector
 from pymilvus.exceptions import MilvusException
 
 from asyncrag.embed import Embedder
-from asyncrag.results import Source
 from asyncrag.errors import StoreError, one_line
+from asyncrag.results import Source
 from asyncrag.store import expr
 from asyncrag.store.coalesce import Coalescer
 
@@ -44,5 +44,5 @@ class Retriever:
                 source=str(node.metadata.get("source", "?")),
                 page=node.metadata.get("page"),
             )
-            for node, score in zip(result.nodes or [], result.similarities or [])
+            for node, score in zip(result.nodes or [], result.similarities or [], strict=True)
         ]

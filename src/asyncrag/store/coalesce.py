@@ -115,7 +115,7 @@ class Coalescer(Generic[K, T, R]):
             return
         if pending.timer is not None:
             pending.timer.cancel()
-        live = [(i, f) for i, f in zip(pending.items, pending.futures) if not f.done()]
+        live = [(i, f) for i, f in zip(pending.items, pending.futures, strict=True) if not f.done()]
         if not live:
             return
         task = asyncio.ensure_future(self._send(key, live))
@@ -142,7 +142,7 @@ class Coalescer(Generic[K, T, R]):
             half = len(live) // 2
             await asyncio.gather(self._send(key, live[:half]), self._send(key, live[half:]))
             return
-        for (_, future), result in zip(live, results):
+        for (_, future), result in zip(live, results, strict=True):
             if isinstance(result, ItemError):
                 _settle(future, error=result.error)
             else:

@@ -56,6 +56,10 @@ def equals(name: str, value: Value) -> str:
     return f"{field(name)} == {literal(value)}"
 
 
+def differs(name: str, value: Value) -> str:
+    return f"{field(name)} != {literal(value)}"
+
+
 def all_of(*exprs: str) -> str:
     """The conjunction of the non-empty `exprs`, each in parentheses so none can rebind the others."""
     parts = [e for e in exprs if e.strip()]
@@ -84,8 +88,7 @@ def user_filter(text: str) -> str:
             quote = char
         elif char in "([":
             stack.append(char)
-        elif char in _CLOSING:
-            if not stack or stack.pop() != _CLOSING[char]:
+        elif char in _CLOSING and (not stack or stack.pop() != _CLOSING[char]):
                 raise StoreError(f"invalid filter {text!r}: unmatched {char!r} at position {i + 1}")
     if quote is not None:
         raise StoreError(f"invalid filter {text!r}: a string literal is not closed (missing {quote})")

@@ -14,8 +14,8 @@ from pathlib import Path
 from pymilvus import MilvusClient
 from pymilvus.exceptions import MilvusException
 
-from asyncrag.errors import StoreError, one_line
 from asyncrag.embed.base import Embedder
+from asyncrag.errors import StoreError, one_line
 from asyncrag.results import CollectionStats
 from asyncrag.store import manifest
 from asyncrag.store.vector_store import CoalescingMilvusVectorStore
@@ -98,7 +98,9 @@ def require_collection(client: MilvusClient, uri: str, collection: str) -> None:
         return
     names = collection_names(client)
     there = f"collections there: {', '.join(names)}" if names else "it has no collections"
-    raise StoreError(f"no collection {collection!r} at {uri} ({there}); ingest into it first, or pick another --collection")
+    raise StoreError(
+        f"no collection {collection!r} at {uri} ({there}); ingest into it first, or pick another --collection"
+    )
 
 
 def collection_model(client: MilvusClient, collection: str) -> tuple[str | None, str | None, int | None]:
@@ -131,7 +133,8 @@ def open_store(
         same = identity is None or identity in (embedder.identity, embedder.name)
         if not same or (stored_dim is not None and stored_dim != embedder.dim):
             raise StoreError(
-                f"collection {collection!r} holds {stored_dim}-dim vectors of {name or identity or 'an unknown model'}, "
+                f"collection {collection!r} holds {stored_dim}-dim vectors of "
+                f"{name or identity or 'an unknown model'}, "
                 f"but the embedding model is {embedder.name} ({embedder.dim} dims): use the same model, "
                 "or another --collection"
             )

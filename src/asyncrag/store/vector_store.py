@@ -47,6 +47,7 @@ from llama_index.core.vector_stores.utils import node_to_metadata_dict
 from llama_index.vector_stores.milvus import MilvusVectorStore
 from llama_index.vector_stores.milvus.base import MILVUS_ID_FIELD
 from pydantic import PrivateAttr
+from pymilvus import AsyncMilvusClient
 from pymilvus.exceptions import ConnectError, ConnectionNotExistException, MilvusUnavailableException, ParamError
 
 from asyncrag.store import expr
@@ -70,11 +71,18 @@ FORCE_FLUSH_UNSUPPORTED = (
 )
 
 
+Hit = dict[str, Any]
+
+
 class _Chunk(NamedTuple):
     """One caller's nodes (or a piece of them), with a rough size to plan batches by."""
 
     nodes: Sequence[BaseNode]
     nbytes: int
+
+
+_Inserts = Coalescer[InsertKey, _Chunk, list[str]]
+_Searches = Coalescer[SearchKey, list[float], list[Hit]]
 
 
 def _worth_splitting(error: BaseException) -> bool:
@@ -105,7 +113,7 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
     # then (none: for ever), so a server that is down shows up as an error in bounded time.
     request_timeout_s: float | None = None
 
-    _coalescers: tuple[asyncio.AbstractEventLoop, Coalescer, Coalescer] | None = PrivateAttr(default=None)
+    _coalescers: tuple[asyncio.AbstractEventLoop, _Inserts, _Searches] | None = PrivateAttr(default=None)
     _search_fields: dict[tuple[str, ...], list[str]] = PrivateAttr(default_factory=dict)
 
     def __init__(
@@ -135,7 +143,7 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
     def class_name(cls) -> str:
         return "CoalescingMilvusVectorStore"
 
-    async def async_add(self, nodes: list[BaseNode], **add_kwargs: Any) -> list[str]:
+    async def async_add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
         """Insert `nodes`, sharing insert requests with concurrent callers; returns their ids.
 
         The caller only queues its nodes: rows are built inside the batch, so while Milvus
@@ -148,7 +156,8 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
         if add_kwargs.get("force_flush"):
             raise NotImplementedError(FORCE_FLUSH_UNSUPPORTED)
         if self.enable_sparse:  # sparse rows need the official per-call encoding path
-            return await super().async_add(nodes, **add_kwargs)
+            ids: list[str] = await super().async_add(list(nodes), **add_kwargs)
+            return ids
         partition = add_kwargs.get("milvus_partition_name")
         chunks = self._split(nodes)  # [] gives no chunks and returns []; None raises TypeError, as officially
         if len(chunks) == 1:  # the usual case: no extra task per caller
@@ -204,10 +213,9 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
 
     async def adelete_documents(self, doc_ids: Sequence[str], partition: str | None = None) -> None:
         """Delete every node of these documents."""
-        if self.aclient is None:
-            raise AssertionError(NO_ASYNC_CLIENT)
+        client = self.async_client
         if doc_ids:
-            await self.aclient.delete(
+            await client.delete(
                 self.collection_name,
                 filter=expr.is_in(self.doc_id_field, doc_ids),
                 partition_name=partition,
@@ -225,7 +233,15 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
 
     # -- internals -------------------------------------------------------------------------
 
-    def _coalescers_for_loop(self) -> tuple[Coalescer, Coalescer]:
+    @property
+    def async_client(self) -> AsyncMilvusClient:
+        """The async client; AssertionError (as the official store asserts) when made without one."""
+        if self.aclient is None:
+            raise AssertionError(NO_ASYNC_CLIENT)
+        client: AsyncMilvusClient = self.aclient
+        return client
+
+    def _coalescers_for_loop(self) -> tuple[_Inserts, _Searches]:
         """Coalescers hold futures bound to one event loop; make new ones for a new loop.
 
         They send through the async client, so this is where its absence is found: once per
@@ -328,7 +344,8 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
                 continue
             rows += chunk_rows
             results.append([row[MILVUS_ID_FIELD] for row in chunk_rows])
-        write = self.aclient.upsert if self.upsert_mode else self.aclient.insert
+        client = self.async_client
+        write = client.upsert if self.upsert_mode else client.insert
         request: list[Row] = []
         size = 0
         for row in rows:
@@ -362,9 +379,9 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
         self._search_fields[output_fields] = fields
         return fields
 
-    async def _search_batch(self, key: SearchKey, vectors: list[list[float]]) -> Sequence[list[dict]]:
+    async def _search_batch(self, key: SearchKey, vectors: list[list[float]]) -> Sequence[list[Hit]]:
         limit, expr, output_fields, params, partitions, _ = key
-        return await self.aclient.search(
+        hits: Sequence[list[Hit]] = await self.async_client.search(
             collection_name=self.collection_name,
             data=vectors,
             filter=expr,
@@ -374,3 +391,4 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
             anns_field=self.embedding_field,
             partition_names=list(partitions) if partitions else None,
         )
+        return hits
