@@ -30,6 +30,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/pytest -q -rs
 
+# The plumbing, in well under a minute: no slow tests, no Milvus server (Milvus Lite is still real).
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest -q -m "not slow" -k "not server"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
+
 bench: $(STAMP)
 	$(PY) benchmarks/ingest.py
 	$(PY) benchmarks/tutorial_async.py --quick
