@@ -9,6 +9,7 @@ folder (keyed by the GGUF's hash); later loads take under a second. Every load p
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import tempfile
 import threading
@@ -27,6 +28,8 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from asyncrag.llm.base import Messages
+
+log = logging.getLogger(__name__)
 
 
 def _convert(gguf: Path, target: Path) -> None:
@@ -67,6 +70,7 @@ class TransformersGGUF:
         self.name = f"transformers:{gguf.name}"
         folder = cache_dir / f"{gguf.stem}-{sha256[:16]}"
         if not (folder / "config.json").is_file():
+            log.info("first use: converting %s for transformers, once (~30 s; later runs load it in ~1 s)", gguf.name)
             _convert(gguf, folder)
         self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         self.model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
