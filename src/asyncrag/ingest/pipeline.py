@@ -301,10 +301,7 @@ class Pipeline:
                     lambda: asyncio.to_thread(self.embedder.embed, texts), self.limits, "embedding"
                 )
             except Exception as e:  # noqa: BLE001
-                if _transient(e):
-                    self._abort(f"the embedding model {self.embedder.name} kept failing ({_reason(e)})")
-                else:
-                    await self._fail_nodes(live, f"embedding failed: {_reason(e)}")
+                await self._failed(e, live, f"embedding with {self.embedder.name}")
                 return
             for node, vector in zip(live, vectors, strict=True):
                 node.embedding = vector
@@ -326,10 +323,7 @@ class Pipeline:
                 return
             await _with_retries(lambda: self.store.async_add(live), self.limits, "writing to Milvus")
         except Exception as e:  # noqa: BLE001
-            if _transient(e):
-                self._abort(f"Milvus stopped answering ({_reason(e)})")
-            else:
-                await self._fail_nodes(nodes, f"could not write to Milvus: {_reason(e)}")
+            await self._failed(e, nodes, "writing to Milvus")
             return
         finally:
             self._write_slots.release()
@@ -381,7 +375,7 @@ class Pipeline:
             await _with_retries(lambda: self.manifest.put([doc.new]), self.limits, "recording in Milvus")
         except Exception as e:  # noqa: BLE001
             if _transient(e):
-                self._abort(f"Milvus stopped answering ({_reason(e)})")
+                self._abort(f"finishing {doc.found.path} in Milvus kept failing ({_reason(e)})")
             doc.error = doc.error or f"could not finish in Milvus: {_reason(e)}"
         self._progress(doc)
 
@@ -406,6 +400,13 @@ class Pipeline:
                 await self.manifest.delete([doc_id])
         except Exception as e:  # noqa: BLE001 - the next run finds the row still "writing" and cleans up
             log.warning("could not clean up after %s (%s); the next run will", doc.found.path, _reason(e))
+
+    async def _failed(self, error: BaseException, nodes: list[BaseNode], what: str) -> None:
+        """A transient error that outlived its retries stops the run; any other fails these nodes' documents."""
+        if _transient(error):
+            self._abort(f"{what} kept failing ({_reason(error)})")
+        else:
+            await self._fail_nodes(nodes, f"{what} failed: {_reason(error)}")
 
     async def _fail_nodes(self, nodes: list[BaseNode], reason: str) -> None:
         for doc in {self._doc(n).found.doc_id: self._doc(n) for n in nodes}.values():
