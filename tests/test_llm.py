@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -14,10 +13,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import cli_environment
 from typer.testing import CliRunner, Result
 
 from asyncrag import cli
 from asyncrag.embed.local import LocalEmbedder
+from asyncrag.errors import ConfigError
 from asyncrag.llm import LLMUnavailable, default_cache_dir, load_llm
 from asyncrag.llm.transformers_gguf import TransformersGGUF
 from asyncrag.query.answer import SYSTEM, build_messages
@@ -117,12 +118,10 @@ def corpus_db(tmp_path_factory: pytest.TempPathFactory, embedder: LocalEmbedder)
 
 @pytest.fixture
 def cli_env(corpus_db: str, embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
-    monkeypatch.setattr("asyncrag.rag.load_embedder", lambda spec, batch_size=64: embedder)
-    for name in list(os.environ):
-        if name.startswith("ASYNCRAG_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return {"ASYNCRAG_CONFIG": str(tmp_path / "none.toml"), "ASYNCRAG_URI": corpus_db, "ASYNCRAG_COLLECTION": "corpus"}
+    env = cli_environment(monkeypatch, tmp_path, embedder)
+    env.update(ASYNCRAG_URI=corpus_db, ASYNCRAG_COLLECTION="corpus")
+    del env["ASYNCRAG_LLM"]
+    return env
 
 
 def ask(env: dict[str, str], *args: str) -> Result:
@@ -180,9 +179,9 @@ async def test_openai_compatible_library_streams_token_by_token(
 def test_openai_server_error_falls_back_to_passages(openai_server: FakeOpenAI, cli_env: dict[str, str]) -> None:
     openai_server.fail_with = 404
     result = ask(cli_env, QUESTION, "--llm", "openai:missing-model", "-k", "1")
-    assert result.exit_code == 0, result.output
-    assert isinstance(result.exception, SystemExit) or result.exception is None
-    assert "no LLM:" in result.stderr and "missing-model" in result.stderr and "OPENAI_BASE_URL" in result.stderr
+    assert result.exit_code == 1, result.output  # answered, but not by the LLM
+    assert isinstance(result.exception, SystemExit)
+    assert "no LLM answer:" in result.stderr and "missing-model" in result.stderr and "OPENAI_BASE_URL" in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout.startswith("[1] ") and "1987" in result.stdout  # the passage itself
 
@@ -192,10 +191,11 @@ def test_openai_server_not_listening_falls_back_to_passages(
 ) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:1/v1")
     result = ask(cli_env, QUESTION, "--llm", "openai:m", "-k", "1", "--json")
-    assert result.exit_code == 0, result.output
-    assert "no LLM:" in result.stderr and "APIConnectionError" in result.stderr
+    assert result.exit_code == 1, result.output
+    assert "no LLM answer:" in result.stderr and "APIConnectionError" in result.stderr
     answer = json.loads(result.stdout)
     assert answer["answer"].startswith("[1] ") and len(answer["sources"]) == 1
+    assert answer["llm"]["ok"] is False and "APIConnectionError" in answer["llm"]["error"]
 
 
 async def test_openai_errors_are_llm_unavailable_in_the_library(openai_server: FakeOpenAI) -> None:
@@ -301,30 +301,27 @@ async def test_transformers_generate_errors_reach_the_consumer(
 
 
 @pytest.mark.parametrize("spec", ["bogus", "gpt4all:x"])
-def test_unknown_llm_explains_and_answers_with_passages(cli_env: dict[str, str], spec: str) -> None:
+def test_unknown_llm_is_a_setting_error_before_any_work(cli_env: dict[str, str], spec: str) -> None:
     result = ask(cli_env, QUESTION, "--llm", spec, "-k", "2")
-    assert result.exit_code == 0, result.output
-    assert "no LLM:" in result.stderr and f"unknown LLM {spec!r}" in result.stderr
-    assert "--llm" in result.stderr and "ASYNCRAG_LLM" in result.stderr and "openai:MODEL" in result.stderr
-    assert "Answering with the retrieved passages only." in result.stderr
-    assert result.stdout.startswith("[1] ") and "1987" in result.stdout
-    assert "\n[1] " in result.stdout and "about.md" in result.stdout  # and the citations
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"error: invalid setting llm = {spec!r} (given as an option): "
+        "must be one of local, llamacpp, transformers, none, or openai:MODEL"
+    ]
 
 
 def test_unknown_llm_from_env(cli_env: dict[str, str]) -> None:
     result = ask({**cli_env, "ASYNCRAG_LLM": "nonsense"}, QUESTION, "--json")
-    assert result.exit_code == 0, result.output
-    assert "unknown LLM 'nonsense'" in result.stderr
-    assert json.loads(result.stdout)["answer"].startswith("[1] ")
+    assert result.exit_code == 2, result.output
+    assert "invalid setting llm = 'nonsense' (from ASYNCRAG_LLM)" in result.stderr
 
 
-async def test_unknown_llm_in_the_library_raises_with_how_to(corpus_db: str, embedder: LocalEmbedder) -> None:
-    async with AsyncRAG(embedder=embedder, uri=corpus_db, collection="corpus", llm="bogus") as rag:
-        with pytest.raises(LLMUnavailable, match="Configure an LLM"):
-            await rag.ask(QUESTION)
-        rag.disable_llm()
-        answer = await rag.ask(QUESTION, k=1)
-    assert answer.answer.startswith("[1] ") and "1987" in answer.answer
+def test_unknown_llm_in_the_library(corpus_db: str, embedder: LocalEmbedder) -> None:
+    with pytest.raises(ConfigError, match="invalid setting llm = 'bogus'"):
+        AsyncRAG(embedder=embedder, uri=corpus_db, collection="corpus", llm="bogus")
+    with pytest.raises(LLMUnavailable, match="Configure an LLM"):
+        load_llm("bogus")  # the factory itself, for specs that come around the settings
 
 
 def test_missing_llama_cpp_or_model_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import os
 from pathlib import Path
+from typing import Any
 
 from pymilvus import MilvusClient
 from pymilvus.exceptions import MilvusException
@@ -43,6 +44,19 @@ def release_lite(uri: str) -> None:
         server_manager_instance.release_server(uri)
 
 
+def client_options(uri: str) -> dict[str, Any]:
+    """Extra client arguments for `uri`.
+
+    pymilvus pings its server every 10 s, even with no call in flight; Milvus Lite's in-process
+    gRPC server keeps gRPC's default policy (no pings without data more often than every 5 min),
+    answers with a "too_many_pings" GOAWAY, and after that new clients to it fail about half the
+    time. A local server needs no keepalive: Lite clients do not ping while idle.
+    """
+    if not is_local(uri):
+        return {}
+    return {"grpc_options": {"grpc.keepalive_time_ms": 3_600_000, "grpc.keepalive_permit_without_calls": 0}}
+
+
 def connect(uri: str, token: str = "", *, create: bool = False) -> MilvusClient:
     """A sync client, failing fast with a clear message when nothing answers at `uri`.
 
@@ -52,7 +66,7 @@ def connect(uri: str, token: str = "", *, create: bool = False) -> MilvusClient:
     if is_local(uri):
         _check_lite_path(Path(uri), create)
     try:
-        return MilvusClient(uri=uri, token=token, timeout=CONNECT_TIMEOUT_S)
+        return MilvusClient(uri=uri, token=token, timeout=CONNECT_TIMEOUT_S, **client_options(uri))
     except MilvusException as e:
         if is_local(uri) and _lite_locked(Path(uri)):
             raise StoreError(
@@ -155,6 +169,7 @@ def open_store(
             if exists
             else {MODEL_PROPERTY: embedder.identity, MODEL_NAME_PROPERTY: embedder.name},
             timeout=CONNECT_TIMEOUT_S,
+            **client_options(uri),
         )
         store.request_timeout_s = REQUEST_TIMEOUT_S
         if create:
