@@ -163,8 +163,8 @@ async def test_stats_and_reingest_without_duplicates(tutorial, shared_data: Path
     assert before.chunks == report.chunks
     assert before.embed_model == "sentence-transformers/all-MiniLM-L6-v2" and before.dim == 384
 
-    again = await rag.ingest([shared_data / ESSAY])
-    assert again.ok and again.files == 1 and again.chunks > 0
+    again = await rag.ingest([shared_data / ESSAY])  # unchanged: skipped
+    assert again.ok and (again.files, again.chunks) == (0, 0) and again.counts()["unchanged"] == 1
     after = await rag.stats()
     assert after.documents == 2
     assert after.chunks == before.chunks
