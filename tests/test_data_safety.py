@@ -174,6 +174,7 @@ def test_debug_shows_the_traceback(env: dict[str, str]) -> None:
     assert result.exit_code != 0 and type(result.exception).__name__ == "ConfigError"
 
 
+@pytest.mark.slow
 def test_an_unreachable_embedding_endpoint_is_one_line_in_a_real_process(tmp_path: Path) -> None:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("ASYNCRAG_", "OPENAI_"))}
     environ.update(ASYNCRAG_CONFIG="", ASYNCRAG_EMBED_MODEL="openai:x", OPENAI_BASE_URL="http://127.0.0.1:1/v1")

@@ -23,6 +23,7 @@ from asyncrag.errors import EmbedderError
 TEXTS = [f"{i}: " + "tea from the Kestrel Valley " * (1 + i % 9) for i in range(5 * ENCODE_BATCH + 3)]
 
 
+@pytest.mark.slow
 def test_workers_give_the_same_vectors_in_the_same_order(embedder: LocalEmbedder) -> None:
     assert embedder.workers >= 1
     got = np.array(embedder.embed(TEXTS))
@@ -33,6 +34,7 @@ def test_workers_give_the_same_vectors_in_the_same_order(embedder: LocalEmbedder
     assert embedder.embed([]) == [] and len(embedder.embed(TEXTS[:1])) == 1
 
 
+@pytest.mark.slow
 def test_single_worker_and_callers_in_threads(embedder: LocalEmbedder) -> None:
     single = LocalEmbedder(embedder.path, embedder.name, workers=1)
     np.testing.assert_allclose(single.embed(TEXTS), embedder.embed(TEXTS), atol=1e-5)
@@ -56,6 +58,7 @@ def test_verify_sha256_accepts_the_pinned_hash_only(tmp_path: Path) -> None:
         verify_sha256(weights, "0" * 64)
 
 
+@pytest.mark.slow
 def test_loading_a_model_needs_no_network_nor_hf_hub_offline(
     embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -87,6 +90,7 @@ print(json.dumps({"changed": changed}))
 """
 
 
+@pytest.mark.slow
 def test_importing_asyncrag_leaves_the_environment_alone() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
     env["PYTHONPATH"] = str(Path(asyncrag.__file__).parents[1])  # this checkout's asyncrag, in a fresh interpreter
