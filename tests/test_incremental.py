@@ -196,6 +196,20 @@ async def test_doc_id_prefix_makes_ids_portable(corpus: Path, tmp_path: Path, ur
     assert set(statuses(again).values()) == {"unchanged"}
 
 
+async def test_embedding_calls_keep_to_the_rate_limit(corpus: Path, uri: str) -> None:
+    calls: list[float] = []
+
+    class Timed(HashEmbedder):
+        def embed(self, texts: list[str]) -> list[list[float]]:
+            calls.append(time.monotonic())
+            return super().embed(texts)
+
+    async with AsyncRAG(embedder=Timed(), uri=uri, collection="inc", llm="none", embed_batch_size=1, embed_rps=4) as rag:
+        report = await rag.ingest([corpus])
+    assert report.ok and len(calls) == 3
+    assert calls[-1] - calls[0] >= 2 / 4 - 0.01  # three calls at 4 a second: at least half a second
+
+
 async def test_documents_and_delete(corpus: Path, uri: str) -> None:
     embedder = HashEmbedder()
     await ingest(uri, embedder, [corpus])

@@ -134,6 +134,9 @@ def ingest_cmd(
     max_concurrency: Annotated[
         int | None, typer.Option(help="Embedding calls in flight [env: ASYNCRAG_MAX_CONCURRENCY]")
     ] = None,
+    embed_rps: Annotated[
+        float | None, typer.Option(help="Embedding calls per second, at most [env: ASYNCRAG_EMBED_RPS]")
+    ] = None,
     collection: Collection = None,
     uri: Uri = None,
     token: Token = None,
@@ -161,7 +164,8 @@ def ingest_cmd(
                 doc_id_prefix=doc_id_prefix,
             )
 
-    report = _run({"collection": collection, "uri": uri, "token": token, "max_concurrency": max_concurrency}, work)
+    flags = {"collection": collection, "uri": uri, "token": token}
+    report = _run({**flags, "max_concurrency": max_concurrency, "embed_rps": embed_rps}, work)
     if report_path is not None:
         report_path.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
     if json_out:

@@ -177,6 +177,7 @@ class AsyncRAG:
             pdf_pages_per_task=s.pdf_pages_per_task,
             max_file_mb=s.max_file_mb,
             max_concurrency=s.max_concurrency,
+            embed_rps=s.embed_rps,
         )
         store = await self.store(create=True)
         return await ingest(

@@ -53,13 +53,14 @@ Progress = Callable[[int, int, int], None]  # (files done, files total, chunks w
 
 @dataclass
 class Limits:
-    """The pipeline's knobs; the first five are the `Settings` of the same names."""
+    """The pipeline's knobs; the first six are the `Settings` of the same names."""
 
     embed_batch_size: int = 64
     parse_workers: int = 0
     pdf_pages_per_task: int = 16
     max_file_mb: float = 100
     max_concurrency: int = 1  # embedding calls in flight: 1 suits a local model, more a remote endpoint
+    embed_rps: float | None = None  # embedding calls started per second, at most (a remote endpoint's quota)
     text_bytes_per_unit: int = 1 << 20  # big text files are read and chunked in stretches of this size
     max_units: int = 6  # parsed-but-not-embedded units held in memory
     max_writes: int = 4  # write requests in flight
@@ -204,6 +205,7 @@ class Pipeline:
         self._unit_slots = asyncio.Semaphore(limits.max_units)
         self._embed_slots = asyncio.Semaphore(limits.max_concurrency)
         self._write_slots = asyncio.Semaphore(limits.max_writes)
+        self._next_call = 0.0  # when the next embedding call may start (embed_rps)
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, docs: list[_Doc]) -> None:
@@ -296,6 +298,7 @@ class Pipeline:
             if not live or self.fatal is not None:
                 return
             texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in live]
+            await self._pace()
             try:
                 vectors = await _with_retries(
                     lambda: asyncio.to_thread(self.embedder.embed, texts), self.limits, "embedding"
@@ -400,6 +403,15 @@ class Pipeline:
                 await self.manifest.delete([doc_id])
         except Exception as e:  # noqa: BLE001 - the next run finds the row still "writing" and cleans up
             log.warning("could not clean up after %s (%s); the next run will", doc.found.path, _reason(e))
+
+    async def _pace(self) -> None:
+        """Start embedding calls no faster than `embed_rps` a second."""
+        if self.limits.embed_rps is None:
+            return
+        now = asyncio.get_running_loop().time()
+        start = max(now, self._next_call)
+        self._next_call = start + 1 / self.limits.embed_rps
+        await asyncio.sleep(start - now)
 
     async def _failed(self, error: BaseException, nodes: list[BaseNode], what: str) -> None:
         """A transient error that outlived its retries stops the run; any other fails these nodes' documents."""
