@@ -14,6 +14,8 @@ import httpx
 import pytest
 from api_support import CORPUS, ingest_corpus, serving, settings_for
 
+from asyncrag.rag import RAG
+
 
 
 
@@ -69,3 +71,5 @@ def test_serve_command_binds_loopback_and_shuts_down_cleanly(tmp_path: Path) -> 
     assert f"Uvicorn running on http://127.0.0.1:{port}" in stderr
     assert "Application shutdown complete" in stderr and "Traceback" not in stderr
     assert (tmp_path / "up" / job["id"] / "about.md").is_file()
+    with RAG(uri=str(tmp_path / "serve.db"), collection="asyncrag") as rag:  # the job finished before the exit
+        assert rag.stats().documents == 1
