@@ -416,3 +416,16 @@ async def test_metrics_count_requests_by_route_and_ingests(client: httpx.AsyncCl
     assert metric(after.text, 'asyncrag_ingest_jobs_total{status="done"}') >= 1
     assert metric(after.text, 'asyncrag_ingest_files_total{result="ok"}') - metric(before, 'asyncrag_ingest_files_total{result="ok"}') == 1
     assert metric(after.text, "asyncrag_ingest_chunks_total") >= 1
+
+
+async def test_concurrent_questions_share_embedding_batches(client: httpx.AsyncClient) -> None:
+    import asyncio
+
+    before = (await client.get("/metrics")).text
+    questions = [f"question number {i}" for i in range(40)]
+    replies = await asyncio.gather(*(client.post("/v1/search", json={"query": q, "top_k": 1}) for q in questions))
+    assert all(r.status_code == 200 and len(r.json()["sources"]) == 1 for r in replies)
+    after = (await client.get("/metrics")).text
+    calls = metric(after, "asyncrag_embed_batch_size_count") - metric(before, "asyncrag_embed_batch_size_count")
+    texts = metric(after, "asyncrag_embed_batch_size_sum") - metric(before, "asyncrag_embed_batch_size_sum")
+    assert texts == 40 and calls < 40 / 4, f"{calls} embedding calls for 40 concurrent questions"

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,10 +27,12 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asyncrag.api import models as m
+from asyncrag.api.metrics import MeasuredEmbedder, Metrics
 from asyncrag.config import Settings
-from asyncrag.embed import Embedder
+from asyncrag.embed import Embedder, load_embedder
 from asyncrag.errors import AsyncRAGError, ConfigError, FilterError, LLMUnavailable, StoreError
 from asyncrag.llm import ChatModel
 from asyncrag.rag import AsyncRAG
@@ -69,15 +71,14 @@ class ApiError(Exception):
 class Server:
     """What the lifespan builds once and every request shares."""
 
-    def __init__(self, rag: AsyncRAG, options: ServeOptions, llm_name: str | None) -> None:
+    def __init__(self, rag: AsyncRAG, options: ServeOptions, metrics: Metrics, llm_name: str | None) -> None:
         from asyncrag.api.jobs import Jobs
-        from asyncrag.api.metrics import Metrics
 
         self.rag = rag
         self.options = options
+        self.metrics = metrics
         self.llm_name = llm_name  # None: answers are the retrieved passages
         self.upload_root = Path(options.upload_dir).expanduser().resolve()
-        self.metrics = Metrics()
         self.jobs = Jobs(self)
 
     def public(self, text: str) -> str:
@@ -110,15 +111,17 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        rag = AsyncRAG(settings, embedder=embedder, llm=llm)
+        metrics = Metrics()
+        model = embedder or await asyncio.to_thread(load_embedder, settings.embed_model)
+        rag = AsyncRAG(settings, embedder=MeasuredEmbedder(model, metrics), llm=llm)
         try:
             await rag.store(create=True)  # the server ingests uploads: it may create the collection
             try:
-                model = await rag.llm()
+                chat = await rag.llm()
             except LLMUnavailable as e:  # answers fall back to the passages; say so once, at start
                 log.warning("no LLM: answers will be the retrieved passages (%s)", e)
-                model = None
-            app.state.server = Server(rag, options, model.name if model else None)
+                chat = None
+            app.state.server = Server(rag, options, metrics, chat.name if chat else None)
             yield
             await app.state.server.jobs.aclose()
         finally:
@@ -133,7 +136,7 @@ def create_app(
         responses={401: {"model": m.ErrorResponse}, 422: {"model": m.ErrorResponse}},
     )
     _add_error_handlers(app)
-    _add_metrics_middleware(app)
+    app.add_middleware(MeasureRequests)
     app.include_router(_public_routes())
     app.include_router(_api_routes(), dependencies=[Depends(require_key)])
     from asyncrag.api.chat import router as chat_router
@@ -221,17 +224,32 @@ def _add_error_handlers(app: FastAPI) -> None:
         return error_response(500, "internal_error", "internal error; the server logged it")
 
 
-def _add_metrics_middleware(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
+class MeasureRequests:
+    """Counts and times requests by route template (pure ASGI: no per-request task or copy)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        server = getattr(request.app.state, "server", None)
-        if server is not None:
-            server.metrics.observe(request.method, getattr(route, "path", "unmatched"), response.status_code,
-                                   time.perf_counter() - started)
-        return response
+        status = 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            server = getattr(scope["app"].state, "server", None)
+            if server is not None:
+                route = getattr(scope.get("route"), "path", "unmatched")
+                server.metrics.observe(scope["method"], route, status, time.perf_counter() - started)
 
 
 # -- routes --------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
+from asyncrag.embed import Embedder
 from asyncrag.results import IngestReport
 
 
@@ -23,6 +24,10 @@ class Metrics:
         self.jobs = Counter("asyncrag_ingest_jobs", "Ingest jobs finished, by status", ["status"], registry=self.registry)
         self.files = Counter("asyncrag_ingest_files", "Files ingested, by result", ["result"], registry=self.registry)
         self.chunks = Counter("asyncrag_ingest_chunks", "Chunks written by ingest jobs", registry=self.registry)
+        self.embed_batch = Histogram(
+            "asyncrag_embed_batch_size", "Texts per embedding call: coalesced questions, or an ingest batch",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=self.registry,
+        )
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
@@ -37,3 +42,17 @@ class Metrics:
 
     def response(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class MeasuredEmbedder:
+    """An embedder that reports each call's batch size: how well concurrent questions coalesce."""
+
+    def __init__(self, inner: Embedder, metrics: Metrics) -> None:
+        self.inner = inner
+        self.metrics = metrics
+        self.name, self.dim = inner.name, inner.dim
+        self.max_tokens, self.tokenizer_file = inner.max_tokens, inner.tokenizer_file
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        self.metrics.embed_batch.observe(len(texts))
+        return self.inner.embed(texts)
