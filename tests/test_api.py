@@ -161,9 +161,12 @@ async def test_ask_stream_is_tokens_then_sources_then_done(client: httpx.AsyncCl
     events = sse_events(r.text)
     names = [name for name, _ in events]
     assert names == ["token"] * len(ScriptedLLM.tokens) + ["sources", "done"]
-    assert [data["text"] for _, data in events[:-2]] == ScriptedLLM.tokens
+    assert [data["text"] for _, data in events[:-2]] == list(ScriptedLLM.tokens)
     assert len(events[-2][1]) == 3 and {"text", "source", "page", "score"} == set(events[-2][1][0])
-    assert events[-1][1] == {"answer": "".join(ScriptedLLM.tokens).strip(), "llm": {"ok": True, "model": "scripted", "error": None}}
+    assert events[-1][1] == {
+        "answer": "".join(ScriptedLLM.tokens).strip(),
+        "llm": {"ok": True, "model": "scripted", "error": None},
+    }
 
 
 async def test_ask_stream_with_a_bad_filter_is_a_400_not_a_stream(client: httpx.AsyncClient) -> None:
@@ -173,7 +176,9 @@ async def test_ask_stream_with_a_bad_filter_is_a_400_not_a_stream(client: httpx.
 
 async def test_ask_limits(client: httpx.AsyncClient) -> None:
     assert error_of(await client.post("/v1/ask", json={"question": "q" * 5000}), 422).startswith("question: ")
-    assert error_of(await client.post("/v1/ask", json={"question": "tea", "stream": "yes please"}), 422).startswith("stream: ")
+    assert error_of(await client.post("/v1/ask", json={"question": "tea", "stream": "yes please"}), 422).startswith(
+        "stream: "
+    )
 
 
 async def test_a_failing_llm_answers_with_the_passages(tmp_path: Path, hash_embedder) -> None:
@@ -258,7 +263,10 @@ async def test_upload_stores_good_files_reports_bad_ones_and_never_leaves_the_up
 ) -> None:
     files = [
         ("files", ("notes.txt", b"The heron named Quillon guards the north pond of the estate.", "text/plain")),
-        ("files", ("report.pdf", make_pdf(["The warehouse on Brack Lane stores 40 tonnes of oolong."]), "application/pdf")),
+        (
+            "files",
+            ("report.pdf", make_pdf(["The warehouse on Brack Lane stores 40 tonnes of oolong."]), "application/pdf"),
+        ),
         ("files", ("broken.pdf", b"%PDF-1.4 this is not really a pdf", "application/pdf")),
         ("files", ("../../etc/passwd", b"root:x:0:0:root:/root:/bin/bash", "text/plain")),
     ]
@@ -328,7 +336,9 @@ async def test_upload_limits(app: FastAPI, client: httpx.AsyncClient) -> None:
     async def chunked() -> AsyncIterator[bytes]:
         yield b"--x\r\n"
 
-    r = await client.post("/v1/documents", content=chunked(), headers={"content-type": "multipart/form-data; boundary=x"})
+    r = await client.post(
+        "/v1/documents", content=chunked(), headers={"content-type": "multipart/form-data; boundary=x"}
+    )
     assert "Content-Length" in error_of(r, 411)
 
 
@@ -366,12 +376,13 @@ async def test_openai_client_chats_with_the_collection(app: FastAPI) -> None:
 async def test_openai_client_streams(app: FastAPI) -> None:
     async with openai_client(app) as ai:
         stream = await ai.chat.completions.create(
-            model="asyncrag", messages=[{"role": "user", "content": [{"type": "text", "text": "Founded when?"}]}],
+            model="asyncrag",
+            messages=[{"role": "user", "content": [{"type": "text", "text": "Founded when?"}]}],
             stream=True,
         )
         chunks = [chunk async for chunk in stream]
     pieces = [c.choices[0].delta.content or "" for c in chunks]
-    assert pieces[1 : 1 + len(ScriptedLLM.tokens)] == ScriptedLLM.tokens
+    assert pieces[1 : 1 + len(ScriptedLLM.tokens)] == list(ScriptedLLM.tokens)
     assert "".join(pieces).startswith("".join(ScriptedLLM.tokens)) and "\n\nSources:\n[1] " in "".join(pieces)
     assert chunks[-1].choices[0].finish_reason == "stop" and len({c.id for c in chunks}) == 1
 
@@ -414,7 +425,11 @@ async def test_metrics_count_requests_by_route_and_ingests(client: httpx.AsyncCl
     count = 'asyncrag_http_request_seconds_count{method="POST",route="/v1/search"}'
     assert metric(after.text, count) - metric(before, count) == 4
     assert metric(after.text, 'asyncrag_ingest_jobs_total{status="done"}') >= 1
-    assert metric(after.text, 'asyncrag_ingest_files_total{result="ok"}') - metric(before, 'asyncrag_ingest_files_total{result="ok"}') == 1
+    assert (
+        metric(after.text, 'asyncrag_ingest_files_total{result="ok"}')
+        - metric(before, 'asyncrag_ingest_files_total{result="ok"}')
+        == 1
+    )
     assert metric(after.text, "asyncrag_ingest_chunks_total") >= 1
 
 

@@ -17,8 +17,6 @@ from api_support import CORPUS, ingest_corpus, serving, settings_for
 from asyncrag.rag import RAG
 
 
-
-
 @pytest.mark.asyncio(loop_scope="module")
 async def test_search_and_ask_find_the_founding_year(tmp_path: Path, embedder) -> None:
     settings = settings_for(str(tmp_path / "milvus.db"))
@@ -42,8 +40,16 @@ def test_serve_command_binds_loopback_and_shuts_down_cleanly(tmp_path: Path) -> 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCRAG_")}
     env.update(ASYNCRAG_CONFIG="", ASYNCRAG_URI=str(tmp_path / "serve.db"), ASYNCRAG_LLM="none", ASYNCRAG_API_KEY="k")
-    command = [sys.executable, "-c", "from asyncrag.cli import app; app()", "serve", "--port", str(port),
-               "--upload-dir", str(tmp_path / "up")]
+    command = [
+        sys.executable,
+        "-c",
+        "from asyncrag.cli import app; app()",
+        "serve",
+        "--port",
+        str(port),
+        "--upload-dir",
+        str(tmp_path / "up"),
+    ]
     server = subprocess.Popen(command, env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -159,11 +159,14 @@ async def get_server(request: Request) -> Server:
     return request.app.state.server
 
 
+ServerDep = Annotated[Server, Depends(get_server)]
+
+
 _bearer = HTTPBearer(auto_error=False, description="the server's ASYNCRAG_API_KEY")
 
 
 async def require_key(
-    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> None:
     """With ASYNCRAG_API_KEY set, a request must carry it as a bearer token (compared in constant time)."""
     expected = request.app.state.server.options.api_key
@@ -177,7 +180,8 @@ async def require_key(
 async def require_json(request: Request) -> None:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type", f"send JSON (Content-Type: application/json), not {content_type or 'no content type'}")
+        given = content_type or "no content type"
+        raise ApiError(415, "unsupported_media_type", f"send JSON (Content-Type: application/json), not {given}")
 
 
 # -- errors --------------------------------------------------------------------------------------
@@ -276,17 +280,19 @@ def _api_routes() -> APIRouter:
     json_body = [Depends(require_json)]
 
     @router.get("/readyz", tags=["health"], responses={503: {"model": m.ErrorResponse}})
-    async def readyz(server: Server = Depends(get_server)) -> dict[str, Any]:
+    async def readyz(server: ServerDep) -> dict[str, Any]:
         """Readiness: Milvus answers and the models are loaded."""
         store = await server.rag.store()
         try:
-            await asyncio.wait_for(asyncio.to_thread(store.client.has_collection, store.collection_name), READY_TIMEOUT_S)
+            await asyncio.wait_for(
+                asyncio.to_thread(store.client.has_collection, store.collection_name), READY_TIMEOUT_S
+            )
         except Exception as e:  # noqa: BLE001 - any failure means: not ready
             raise ApiError(503, "not_ready", f"Milvus does not answer: {type(e).__name__}") from None
         return {"status": "ready", "collection": store.collection_name, "llm": server.llm_name}
 
     @router.post("/v1/search", tags=["query"], dependencies=json_body, responses={400: {"model": m.ErrorResponse}})
-    async def search(body: m.SearchRequest, server: Server = Depends(get_server)) -> m.SearchResponse:
+    async def search(body: m.SearchRequest, server: ServerDep) -> m.SearchResponse:
         """The passages most similar to `query`, best first."""
         sources = await server.rag.search(body.query, body.top_k, body.filter)
         return m.SearchResponse(sources=[server.source_out(s) for s in sources])
@@ -295,9 +301,10 @@ def _api_routes() -> APIRouter:
         "/v1/ask",
         tags=["query"],
         dependencies=json_body,
+        response_model=m.AskResponse,
         responses={200: {"content": {"text/event-stream": {}}}, 400: {"model": m.ErrorResponse}},
     )
-    async def ask(body: m.AskRequest, server: Server = Depends(get_server)) -> Any:
+    async def ask(body: m.AskRequest, server: ServerDep) -> Any:
         """An answer from the best passages, citing them as [1], [2], ...; streamed as SSE when `stream` is true.
 
         The stream's events: `token` ({"text"}) as the answer is written, then `sources` (a list),
@@ -312,12 +319,12 @@ def _api_routes() -> APIRouter:
         )
 
     @router.get("/v1/stats", tags=["documents"])
-    async def stats(server: Server = Depends(get_server)) -> m.Stats:
+    async def stats(server: ServerDep) -> m.Stats:
         """Documents, chunks, embedding model and dimension of the collection."""
         return m.Stats(**(await server.rag.stats()).to_dict())
 
     @router.get("/metrics", tags=["health"], response_class=PlainTextResponse)
-    async def metrics(server: Server = Depends(get_server)) -> Response:
+    async def metrics(server: ServerDep) -> Response:
         """Prometheus metrics."""
         return server.metrics.response()
 
@@ -328,9 +335,7 @@ def sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-async def answer_tokens(
-    server: Server, question: str, top_k: int | None, filter: str
-) -> AsyncIterator[str | Answer]:
+async def answer_tokens(server: Server, question: str, top_k: int | None, filter: str) -> AsyncIterator[str | Answer]:
     """The answer's tokens as they come, then the `Answer`. Retrieval errors are raised before
     the first item, so that a caller can still answer them with a 4xx instead of a broken stream."""
     queue: asyncio.Queue[str | None] = asyncio.Queue()

@@ -18,7 +18,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from asyncrag.api import models as m
-from asyncrag.api.app import ApiError, Server, answer_tokens, get_server, require_json
+from asyncrag.api.app import ApiError, Server, ServerDep, answer_tokens, require_json
 from asyncrag.query.answer import citations
 from asyncrag.results import Answer, Source
 
@@ -70,14 +70,15 @@ async def models() -> dict[str, Any]:
 
 
 @router.post("/v1/chat/completions", dependencies=[Depends(require_json)], responses={400: {"model": m.ErrorResponse}})
-async def chat_completions(body: ChatRequest, server: Server = Depends(get_server)) -> Any:
+async def chat_completions(body: ChatRequest, server: ServerDep) -> Any:
     """Answer the last user message from the collection, in OpenAI's chat format (streaming or not)."""
     question = _question(body)
     items = await answer_tokens(server, question, None, "")
     reply = _Reply(body.model)
     if body.stream:
         return StreamingResponse(reply.chunks(server, items), media_type="text/event-stream")
-    answer: Answer = [item async for item in items if isinstance(item, Answer)][0]
+    answer = [item async for item in items][-1]
+    assert isinstance(answer, Answer)
     out = server.answer_out(answer)
     return reply.completion(out.answer.strip() + _footer(server, answer.sources), out.sources)
 

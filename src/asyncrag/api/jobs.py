@@ -16,11 +16,11 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from starlette.datastructures import UploadFile
 
 from asyncrag.api import models as m
-from asyncrag.api.app import ApiError, get_server
+from asyncrag.api.app import ApiError, ServerDep
 from asyncrag.errors import AsyncRAGError
 from asyncrag.results import IngestReport
 from asyncrag.store import expr
@@ -40,7 +40,11 @@ def safe_name(name: str | None) -> str:
     base = re.sub(r"[^\w.\- ]", "_", base).strip(" .")
     if len(base) > MAX_NAME_CHARS:
         stem, dot, suffix = base.rpartition(".")
-        base = stem[: MAX_NAME_CHARS - len(suffix) - 1] + dot + suffix if dot and len(suffix) < 10 else base[:MAX_NAME_CHARS]
+        base = (
+            stem[: MAX_NAME_CHARS - len(suffix) - 1] + dot + suffix
+            if dot and len(suffix) < 10
+            else base[:MAX_NAME_CHARS]
+        )
     return base or "upload"
 
 
@@ -157,7 +161,7 @@ UPLOAD_BODY = {
     openapi_extra=UPLOAD_BODY,
     responses={400: {"model": m.ErrorResponse}, 411: {"model": m.ErrorResponse}, 413: {"model": m.ErrorResponse}},
 )
-async def upload(request: Request, server: Server = Depends(get_server)) -> m.Job:
+async def upload(request: Request, server: ServerDep) -> m.Job:
     """Upload files (multipart field `files`, one or more) → an ingest job; poll GET /v1/jobs/{id}.
 
     .txt .md .pdf .html .docx; a file that cannot be ingested is reported in the job's report.
@@ -179,13 +183,13 @@ async def upload(request: Request, server: Server = Depends(get_server)) -> m.Jo
 
 
 @router.get("/v1/jobs/{job_id}", responses={404: {"model": m.ErrorResponse}})
-async def job(job_id: str, server: Server = Depends(get_server)) -> m.Job:
+async def job(job_id: str, server: ServerDep) -> m.Job:
     """An ingest job's status, progress and, when done, its per-file report."""
     return server.jobs.get(job_id)
 
 
 @router.get("/v1/documents")
-async def documents(server: Server = Depends(get_server)) -> m.DocumentList:
+async def documents(server: ServerDep) -> m.DocumentList:
     """Every document in the collection, with its chunk count."""
     store = await server.rag.store()
     counts = await asyncio.to_thread(_chunks_by_document, store.client, store.collection_name)
@@ -194,7 +198,7 @@ async def documents(server: Server = Depends(get_server)) -> m.DocumentList:
 
 
 @router.delete("/v1/documents/{doc_id:path}", responses={404: {"model": m.ErrorResponse}})
-async def delete(doc_id: str, server: Server = Depends(get_server)) -> m.Deleted:
+async def delete(doc_id: str, server: ServerDep) -> m.Deleted:
     """Delete a document's chunks (and, for an upload, its file)."""
     store = await server.rag.store()
     uploaded = (server.upload_root / doc_id).resolve()

@@ -13,20 +13,28 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "asyncrag_http_requests", "HTTP requests by route and status", ["method", "route", "status"],
+            "asyncrag_http_requests",
+            "HTTP requests by route and status",
+            ["method", "route", "status"],
             registry=self.registry,
         )
         self.latency = Histogram(
-            "asyncrag_http_request_seconds", "Time to the response's headers, by route", ["method", "route"],
+            "asyncrag_http_request_seconds",
+            "Time to the response's headers, by route",
+            ["method", "route"],
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=self.registry,
         )
-        self.jobs = Counter("asyncrag_ingest_jobs", "Ingest jobs finished, by status", ["status"], registry=self.registry)
+        self.jobs = Counter(
+            "asyncrag_ingest_jobs", "Ingest jobs finished, by status", ["status"], registry=self.registry
+        )
         self.files = Counter("asyncrag_ingest_files", "Files ingested, by result", ["result"], registry=self.registry)
         self.chunks = Counter("asyncrag_ingest_chunks", "Chunks written by ingest jobs", registry=self.registry)
         self.embed_batch = Histogram(
-            "asyncrag_embed_batch_size", "Texts per embedding call: coalesced questions, or an ingest batch",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=self.registry,
+            "asyncrag_embed_batch_size",
+            "Texts per embedding call: coalesced questions, or an ingest batch",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
         )
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
