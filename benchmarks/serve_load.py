@@ -38,7 +38,6 @@ from typing import Any
 
 import httpx
 from rich.console import Console
-from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -331,57 +330,38 @@ def run_consistency(args: argparse.Namespace, console: Console, files: list[Path
     return rows
 
 
-def print_tables(result: dict[str, Any], console: Console) -> None:
-    if result["load"]:
-        table = Table(title="serve load: asyncrag vs the naive server (the tutorial's code per request)")
-        for column in (
-            "backend",
-            "endpoint",
-            "clients",
-            "server",
-            "req/s",
-            "p50 ms",
-            "p95 ms",
-            "p99 ms",
-            "errors",
-            "×",
-        ):
-            table.add_column(column)
-        by_key = {(r["backend"], r["endpoint"], r["clients"], r["server"]): r for r in result["load"]}
-        for r in result["load"]:
-            naive = by_key.get((r["backend"], r["endpoint"], r["clients"], "naive"))
-            ratio = (
-                f"{r['throughput'] / naive['throughput']:.1f}"
-                if r["server"] == "asyncrag" and naive and naive["throughput"]
-                else ""
-            )
-            table.add_row(
-                r["backend"],
-                r["endpoint"],
-                str(r["clients"]),
-                r["server"],
-                f"{r['throughput']:.1f}",
-                f"{r['p50_ms']:.0f}",
-                f"{r['p95_ms']:.0f}",
-                f"{r['p99_ms']:.0f}",
-                str(sum(r["errors"].values())),
-                ratio,
-            )
-        console.print(table)
+def print_tables(result: dict[str, Any]) -> None:
+    """Markdown tables, ready for the README: asyncrag and the naive server side by side."""
+    rows = {(r["backend"], r["endpoint"], r["clients"], r["server"]): r for r in result["load"]}
+    lines = [
+        (
+            "| backend | endpoint | clients | asyncrag req/s | naive req/s | × | asyncrag p50 / p99 ms "
+            "| naive p50 / p99 ms | errors asyncrag / naive |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (backend, endpoint, clients, server), ours in rows.items():
+        naive = rows.get((backend, endpoint, clients, "naive"))
+        if server != "asyncrag" or naive is None:
+            continue
+        ratio = ours["throughput"] / naive["throughput"] if naive["throughput"] else float("inf")
+        lines.append(
+            f"| {backend} | {endpoint} | {clients} | {ours['throughput']:.1f} | {naive['throughput']:.1f} "
+            f"| {ratio:.1f} | {ours['p50_ms']:.0f} / {ours['p99_ms']:.0f} | {naive['p50_ms']:.0f} / "
+            f"{naive['p99_ms']:.0f} | {sum(ours['errors'].values())} / {sum(naive['errors'].values())} |"
+        )
     if result["consistency"]:
-        table = Table(title="consistency levels (Milvus 2.3.5 server, /v1/search, 100 clients)")
-        for column in ("level", "req/s", "p50 ms", "p99 ms", "errors", "found right after done"):
-            table.add_column(column)
+        lines += [
+            "",
+            "| consistency (server, /v1/search, 100 clients) | req/s | p50 / p99 ms | errors | found right after done |",
+            "|---|---|---|---|---|",
+        ]
         for r in result["consistency"]:
-            table.add_row(
-                r["level"],
-                f"{r['throughput']:.1f}",
-                f"{r['p50_ms']:.0f}",
-                f"{r['p99_ms']:.0f}",
-                str(sum(r["errors"].values())),
-                f"{r['found_after_done']}/{r['of']}",
+            lines.append(
+                f"| {r['level']} | {r['throughput']:.1f} | {r['p50_ms']:.0f} / {r['p99_ms']:.0f} "
+                f"| {sum(r['errors'].values())} | {r['found_after_done']}/{r['of']} |"
             )
-        console.print(table)
+    print("\n".join(lines))  # plain: a console would wrap the rows
 
 
 def _csv(text: str) -> list[str]:
@@ -434,7 +414,7 @@ def main() -> None:
     result["seconds"] = time.perf_counter() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
-    print_tables(result, console)
+    print_tables(result)
     console.print(f"wrote {args.out}")
 
 

@@ -77,8 +77,9 @@ class Jobs:
             async with self._one_at_a_time:
                 job.status = "running"
                 report = await self.server.rag.ingest(list(paths), on_progress=lambda *p: _progress(job, *p))
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # only queued jobs are cancelled: nothing of theirs was stored
             job.status = "cancelled"
+            shutil.rmtree(self.server.upload_root / job.id, ignore_errors=True)
             raise
         except AsyncRAGError as e:
             job.status, job.error = "failed", self.server.public(str(e))
