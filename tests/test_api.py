@@ -444,3 +444,23 @@ async def test_concurrent_questions_share_embedding_batches(client: httpx.AsyncC
     calls = metric(after, "asyncrag_embed_batch_size_count") - metric(before, "asyncrag_embed_batch_size_count")
     texts = metric(after, "asyncrag_embed_batch_size_sum") - metric(before, "asyncrag_embed_batch_size_sum")
     assert texts == 40 and calls < 40 / 4, f"{calls} embedding calls for 40 concurrent questions"
+
+
+async def test_shutdown_finishes_the_running_job_and_cancels_queued_ones(tmp_path: Path, hash_embedder) -> None:
+    import time
+
+    class SlowEmbedder(type(hash_embedder)):
+        def embed(self, texts: list[str]) -> list[list[float]]:
+            time.sleep(0.5)  # in the embedding thread: the job is still running at shutdown
+            return super().embed(texts)
+
+    settings = settings_for(str(tmp_path / "milvus.db"))
+    upload = [("files", ("a.txt", b"some text to embed slowly", "text/plain"))]
+    async with serving(settings, SlowEmbedder(), upload_dir=tmp_path / "up") as (app, client):
+        first = (await client.post("/v1/documents", files=upload)).json()
+        second = (await client.post("/v1/documents", files=upload)).json()
+        assert (tmp_path / "up" / second["id"] / "a.txt").is_file()
+    jobs = app.state.server.jobs
+    assert jobs.get(first["id"]).status == "done" and jobs.get(first["id"]).report.chunks == 1
+    assert jobs.get(second["id"]).status == "cancelled"
+    assert not (tmp_path / "up" / second["id"]).exists()

@@ -77,10 +77,6 @@ class Jobs:
             async with self._one_at_a_time:
                 job.status = "running"
                 report = await self.server.rag.ingest(list(paths), on_progress=lambda *p: _progress(job, *p))
-        except asyncio.CancelledError:  # only queued jobs are cancelled: nothing of theirs was stored
-            job.status = "cancelled"
-            shutil.rmtree(self.server.upload_root / job.id, ignore_errors=True)
-            raise
         except AsyncRAGError as e:
             job.status, job.error = "failed", self.server.public(str(e))
         except Exception:
@@ -95,8 +91,8 @@ class Jobs:
             self.server.metrics.ingested("done", report)
         finally:
             self._tasks.pop(job.id, None)
-            if job.status != "done":
-                self.server.metrics.ingested(job.status, None)
+            if job.status == "failed":
+                self.server.metrics.ingested("failed", None)
 
     def _report_out(self, report: IngestReport) -> m.IngestReportOut:
         data: dict[str, Any] = report.to_dict()
@@ -110,11 +106,15 @@ class Jobs:
             del self._jobs[job_id]
 
     async def aclose(self) -> None:
-        """Shutdown: queued jobs are cancelled, the running one finishes (its files stay whole)."""
-        for job_id, task in list(self._tasks.items()):
-            if self._jobs[job_id].status == "queued":
-                task.cancel()
+        """Shutdown: queued jobs are cancelled (their files removed), the running one finishes."""
+        queued = [job for job in self._jobs.values() if job.status == "queued"]
+        for job in queued:
+            self._tasks[job.id].cancel()  # a task cancelled before it starts never runs a line of _run
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        for job in queued:
+            job.status = "cancelled"
+            shutil.rmtree(self.server.upload_root / job.id, ignore_errors=True)
+            self.server.metrics.ingested("cancelled", None)
 
 
 def _progress(job: m.Job, done: int, total: int, chunks: int) -> None:
