@@ -464,3 +464,16 @@ async def test_shutdown_finishes_the_running_job_and_cancels_queued_ones(tmp_pat
     assert jobs.get(first["id"]).status == "done" and jobs.get(first["id"]).report.chunks == 1
     assert jobs.get(second["id"]).status == "cancelled"
     assert not (tmp_path / "up" / second["id"]).exists()
+
+
+async def test_the_page_and_its_assets_are_served_by_the_app_with_no_cdn(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    with options(app, api_key=KEY):  # the shell holds no data: it loads without the key, then asks for it
+        page = await client.get("/")
+        assets = [await client.get(path) for path in ("/static/app.js", "/static/style.css")]
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert all(a.status_code == 200 for a in assets)
+    for text in [page.text, *(a.text for a in assets)]:
+        assert "://" not in text  # every asset comes from this server
+    assert 'src="/static/app.js"' in page.text and 'href="/static/style.css"' in page.text
