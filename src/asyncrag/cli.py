@@ -300,5 +300,48 @@ def _print_stats(rows: list[CollectionStats], json_out: bool) -> None:
     out.print(table)
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the server to the network")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    upload_dir: Annotated[
+        str | None, typer.Option(help="Where uploaded files are kept [default: ./asyncrag-uploads]")
+    ] = None,
+    max_upload_mb: Annotated[float | None, typer.Option(help="Largest upload request, in MiB [default: 50]")] = None,
+    max_files: Annotated[int | None, typer.Option(help="Most files in one upload request [default: 20]")] = None,
+    llm: Annotated[
+        str | None, typer.Option(help="local | llamacpp | transformers | openai:MODEL | none [env: ASYNCRAG_LLM]")
+    ] = None,
+    collection: Collection = None,
+    uri: Uri = None,
+    token: Token = None,
+) -> None:
+    """The HTTP API (OpenAPI at /docs) and the web page at /. Set ASYNCRAG_API_KEY to require a bearer token."""
+    from pathlib import Path
+
+    import uvicorn
+
+    from asyncrag.api import ServeOptions, create_app
+    from asyncrag.config import Settings
+    from asyncrag.store import milvus
+
+    try:
+        settings = Settings.load(collection=collection, uri=uri, token=token, llm=llm)
+        options = ServeOptions.from_env(
+            upload_dir=Path(upload_dir) if upload_dir else None, max_upload_mb=max_upload_mb, max_files=max_files
+        )
+        milvus.connect(settings.uri, settings.token, create=True).close()  # one line now, not a traceback later
+        milvus.release_lite(settings.uri)
+    except AsyncRAGError as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
+        raise typer.Exit(2) from None
+    if options.api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(
+            f"[yellow]warning:[/yellow] serving on {host} without ASYNCRAG_API_KEY: anyone who can reach it can use it"
+        )
+    app_ = create_app(settings, options=options)
+    uvicorn.run(app_, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
+
+
 def main() -> None:  # pragma: no cover
     sys.exit(app())

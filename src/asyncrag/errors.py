@@ -19,6 +19,10 @@ class StoreError(AsyncRAGError):
     """A Milvus problem: unreachable, a missing collection, a bad filter, a database in use."""
 
 
+class FilterError(StoreError):
+    """A user's filter expression is malformed or names what the collection does not hold."""
+
+
 class EmbedderError(AsyncRAGError):
     """The embedding model cannot be loaded or its endpoint does not answer."""
 

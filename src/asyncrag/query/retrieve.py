@@ -8,7 +8,7 @@ from llama_index.core.vector_stores.types import BasePydanticVectorStore, Vector
 from pymilvus.exceptions import MilvusException
 
 from asyncrag.embed import Embedder
-from asyncrag.errors import StoreError, one_line
+from asyncrag.errors import FilterError, StoreError, one_line
 from asyncrag.results import Source
 from asyncrag.store import expr
 from asyncrag.store.coalesce import Coalescer
@@ -35,8 +35,9 @@ class Retriever:
         try:
             result = await self.store.aquery(query, string_expr=filter)
         except MilvusException as e:
-            what = f"invalid filter {filter!r}" if filter else "search failed"
-            raise StoreError(f"{what}: {one_line(e.message)}") from None
+            if filter:
+                raise FilterError(f"invalid filter {filter!r}: {one_line(e.message)}") from None
+            raise StoreError(f"search failed: {one_line(e.message)}") from None
         return [
             Source(
                 text=node.get_content(),

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable
 from typing import TypeAlias
 
-from asyncrag.errors import StoreError
+from asyncrag.errors import FilterError
 
 Value: TypeAlias = str | int | float | bool
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -89,9 +89,9 @@ def user_filter(text: str) -> str:
         elif char in "([":
             stack.append(char)
         elif char in _CLOSING and (not stack or stack.pop() != _CLOSING[char]):
-                raise StoreError(f"invalid filter {text!r}: unmatched {char!r} at position {i + 1}")
+            raise FilterError(f"invalid filter {text!r}: unmatched {char!r} at position {i + 1}")
     if quote is not None:
-        raise StoreError(f"invalid filter {text!r}: a string literal is not closed (missing {quote})")
+        raise FilterError(f"invalid filter {text!r}: a string literal is not closed (missing {quote})")
     if stack:
-        raise StoreError(f"invalid filter {text!r}: {stack[-1]!r} is never closed")
+        raise FilterError(f"invalid filter {text!r}: {stack[-1]!r} is never closed")
     return text.strip()

@@ -1,0 +1,109 @@
+"""The HTTP API's request and response bodies; their constraints are the API's documented limits."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+QUERY_MAX_CHARS = 2000  # a question, not a document: longer input is a client's mistake
+TOP_K_MAX = 50  # more passages than any answer can cite; the library allows more for batch use
+FILTER_MAX_CHARS = 2000
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelled field is an error, not silently ignored
+
+
+class SearchRequest(_Strict):
+    query: str = Field(min_length=1, max_length=QUERY_MAX_CHARS, examples=["When was the cooperative founded?"])
+    top_k: int | None = Field(None, ge=1, le=TOP_K_MAX, description="default: the server's top_k setting")
+    filter: str = Field("", max_length=FILTER_MAX_CHARS, examples=['file_name == "about.md"'])
+
+
+class AskRequest(_Strict):
+    question: str = Field(min_length=1, max_length=QUERY_MAX_CHARS, examples=["Who founded the cooperative?"])
+    top_k: int | None = Field(None, ge=1, le=TOP_K_MAX)
+    filter: str = Field("", max_length=FILTER_MAX_CHARS)
+    stream: bool = Field(False, description="Server-Sent Events: `token`s, then `sources`, then `done`")
+
+
+class SourceOut(BaseModel):
+    text: str
+    score: float
+    source: str = Field(description="the document id (for uploads: JOB_ID/FILE_NAME)")
+    page: int | None = None
+
+
+class SearchResponse(BaseModel):
+    sources: list[SourceOut]
+
+
+class LLMStatus(BaseModel):
+    ok: bool = Field(description="false when the LLM failed and the answer is the retrieved passages")
+    model: str | None = Field(description="the model that wrote the answer; null: the passages themselves")
+    error: str | None = None
+
+
+class AskResponse(BaseModel):
+    answer: str
+    sources: list[SourceOut]
+    llm: LLMStatus
+
+
+class Stats(BaseModel):
+    name: str
+    documents: int
+    chunks: int
+    embed_model: str | None
+    dim: int | None
+
+
+class ErrorBody(BaseModel):
+    type: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """Every error, in the shape OpenAI's clients read."""
+
+    error: ErrorBody
+
+
+class FailureOut(BaseModel):
+    path: str
+    reason: str
+
+
+class IngestReportOut(BaseModel):
+    files: int
+    chunks: int
+    seconds: float
+    chunks_per_second: float
+    failures: list[FailureOut]
+
+
+class Job(BaseModel):
+    id: str
+    status: Literal["queued", "running", "done", "failed", "cancelled"]
+    files: list[str] = Field(description="the uploaded files' document ids")
+    files_done: int = 0
+    files_total: int = 0
+    chunks: int = 0
+    report: IngestReportOut | None = None
+    error: str | None = None
+
+
+class Document(BaseModel):
+    id: str = Field(description="use in DELETE /v1/documents/{id}")
+    name: str
+    chunks: int
+
+
+class DocumentList(BaseModel):
+    documents: list[Document]
+
+
+class Deleted(BaseModel):
+    id: str
+    chunks: int

@@ -1,0 +1,479 @@
+"""The HTTP API against the real app (lifespan and all) on a real Milvus Lite holding examples/corpus.
+
+The hash embedder keeps these about plumbing: status codes, shapes, limits, auth, SSE framing.
+test_api_quality.py asks the real model real questions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from api_support import BrokenLLM, ScriptedLLM, ingest_corpus, serving, settings_for, sse_events
+from fastapi import FastAPI
+
+from asyncrag.api import models as m
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+KEY = "s3cret-key"
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("api")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def served(db: Path, hash_embedder) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    settings = settings_for(str(db / "milvus.db"))
+    await ingest_corpus(settings, hash_embedder)
+    async with serving(settings, hash_embedder, ScriptedLLM(), upload_dir=db / "uploads") as pair:
+        yield pair
+
+
+@pytest.fixture(scope="module")
+def app(served) -> FastAPI:
+    return served[0]
+
+
+@pytest.fixture(scope="module")
+def client(served) -> httpx.AsyncClient:
+    return served[1]
+
+
+@contextmanager
+def options(app: FastAPI, **changes: object) -> Iterator[None]:
+    """The running server's ServeOptions changed for one test."""
+    server = app.state.server
+    saved = server.options
+    server.options = dataclasses.replace(saved, **changes)
+    try:
+        yield
+    finally:
+        server.options = saved
+
+
+def error_of(response: httpx.Response, status: int) -> str:
+    """The one-line message of an error response, checked for status, shape and no leaks."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"type", "message"}
+    message = body["error"]["message"]
+    assert "\n" not in message and "Traceback" not in message and "/tmp" not in message and KEY not in message
+    return message
+
+
+# -- health, docs -------------------------------------------------------------------------------
+
+
+async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = (await client.get("/readyz")).json()
+    assert ready == {"status": "ready", "collection": "api", "llm": "scripted"}
+
+
+async def test_openapi_documents_every_endpoint(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    for path in ["/v1/search", "/v1/ask", "/v1/stats", "/v1/documents", "/v1/jobs/{job_id}", "/v1/chat/completions"]:
+        assert path in paths
+    assert paths["/v1/search"]["post"]["requestBody"]["content"]["application/json"]
+    assert "multipart/form-data" in paths["/v1/documents"]["post"]["requestBody"]["content"]
+    docs = await client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+# -- search -------------------------------------------------------------------------------------
+
+
+async def test_search_returns_top_k_sources_named_by_document(client: httpx.AsyncClient) -> None:
+    r = await client.post("/v1/search", json={"query": "tea harvest", "top_k": 4})
+    assert r.status_code == 200
+    sources = r.json()["sources"]
+    assert len(sources) == 4
+    assert all(set(s) == {"text", "score", "source", "page"} and s["text"] for s in sources)
+    assert all(s["source"].startswith(str(Path("examples") / "corpus")) or "corpus" in s["source"] for s in sources)
+    assert [s["score"] for s in sources] == sorted((s["score"] for s in sources), reverse=True)
+
+
+async def test_search_filter(client: httpx.AsyncClient) -> None:
+    r = await client.post("/v1/search", json={"query": "tea", "top_k": 10, "filter": 'file_name == "faq.html"'})
+    names = {Path(s["source"]).name for s in r.json()["sources"]}
+    assert names == {"faq.html"}
+
+
+@pytest.mark.parametrize("bad", ['file_name == "a', "file_name === 3", "a == 1) or (b == 2"])
+async def test_bad_filter_is_a_400(client: httpx.AsyncClient, bad: str) -> None:
+    message = error_of(await client.post("/v1/search", json={"query": "tea", "filter": bad}), 400)
+    assert message.startswith("invalid filter")
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({"query": "x" * (m.QUERY_MAX_CHARS + 1)}, "query"),
+        ({"query": ""}, "query"),
+        ({"query": "tea", "top_k": 0}, "top_k"),
+        ({"query": "tea", "top_k": m.TOP_K_MAX + 1}, "top_k"),
+        ({"query": "tea", "top_k": "many"}, "top_k"),
+        ({"query": "tea", "topk": 3}, "topk"),
+        ({}, "query"),
+    ],
+)
+async def test_search_limits_are_422_naming_the_field(client: httpx.AsyncClient, body: dict, where: str) -> None:
+    assert error_of(await client.post("/v1/search", json=body), 422).startswith(f"{where}: ")
+
+
+async def test_whitespace_query_is_a_400(client: httpx.AsyncClient) -> None:
+    assert "empty" in error_of(await client.post("/v1/search", json={"query": "   "}), 400)
+
+
+async def test_malformed_json_is_a_400(client: httpx.AsyncClient) -> None:
+    r = await client.post("/v1/search", content=b'{"query": "tea",', headers={"content-type": "application/json"})
+    assert error_of(r, 400) == "the request body is not valid JSON"
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+async def test_wrong_content_type_is_a_415(client: httpx.AsyncClient, content_type: str | None) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    r = await client.post("/v1/search", content=b'{"query": "tea"}', headers=headers)
+    assert "application/json" in error_of(r, 415)
+
+
+# -- ask ----------------------------------------------------------------------------------------
+
+
+async def test_ask_json(client: httpx.AsyncClient) -> None:
+    r = await client.post("/v1/ask", json={"question": "When was it founded?", "top_k": 2})
+    body = r.json()
+    assert body["answer"] == "".join(ScriptedLLM.tokens).strip()
+    assert body["llm"] == {"ok": True, "model": "scripted", "error": None}
+    assert len(body["sources"]) == 2
+
+
+async def test_ask_stream_is_tokens_then_sources_then_done(client: httpx.AsyncClient) -> None:
+    r = await client.post("/v1/ask", json={"question": "When was it founded?", "top_k": 3, "stream": True})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    events = sse_events(r.text)
+    names = [name for name, _ in events]
+    assert names == ["token"] * len(ScriptedLLM.tokens) + ["sources", "done"]
+    assert [data["text"] for _, data in events[:-2]] == list(ScriptedLLM.tokens)
+    assert len(events[-2][1]) == 3 and {"text", "source", "page", "score"} == set(events[-2][1][0])
+    assert events[-1][1] == {
+        "answer": "".join(ScriptedLLM.tokens).strip(),
+        "llm": {"ok": True, "model": "scripted", "error": None},
+    }
+
+
+async def test_ask_stream_with_a_bad_filter_is_a_400_not_a_stream(client: httpx.AsyncClient) -> None:
+    r = await client.post("/v1/ask", json={"question": "tea?", "filter": "(", "stream": True})
+    assert error_of(r, 400).startswith("invalid filter")
+
+
+async def test_ask_limits(client: httpx.AsyncClient) -> None:
+    assert error_of(await client.post("/v1/ask", json={"question": "q" * 5000}), 422).startswith("question: ")
+    assert error_of(await client.post("/v1/ask", json={"question": "tea", "stream": "yes please"}), 422).startswith(
+        "stream: "
+    )
+
+
+async def test_a_failing_llm_answers_with_the_passages(tmp_path: Path, hash_embedder) -> None:
+    settings = settings_for(str(tmp_path / "milvus.db"))
+    await ingest_corpus(settings, hash_embedder)
+    async with serving(settings, hash_embedder, BrokenLLM(), upload_dir=tmp_path / "up") as (_, client):
+        body = (await client.post("/v1/ask", json={"question": "tea?", "top_k": 2})).json()
+        assert body["llm"] == {"ok": False, "model": None, "error": "RuntimeError: the model crashed"}
+        assert body["answer"].startswith("[1] ") and "[2] " in body["answer"]
+        events = sse_events((await client.post("/v1/ask", json={"question": "tea?", "stream": True})).text)
+        assert [n for n, _ in events] == ["token", "sources", "done"]
+        assert events[0][1]["text"] == events[2][1]["answer"] and events[2][1]["llm"]["ok"] is False
+
+
+async def test_without_an_llm_the_stream_sends_the_passages_as_one_token(tmp_path: Path, hash_embedder) -> None:
+    settings = settings_for(str(tmp_path / "milvus.db"))
+    await ingest_corpus(settings, hash_embedder)
+    async with serving(settings, hash_embedder, "none", upload_dir=tmp_path / "up") as (_, client):
+        assert (await client.get("/readyz")).json()["llm"] is None
+        events = sse_events((await client.post("/v1/ask", json={"question": "tea?", "top_k": 1, "stream": True})).text)
+        assert [n for n, _ in events] == ["token", "sources", "done"]
+        assert events[0][1]["text"] == "[1] " + events[1][1][0]["text"].strip()
+        assert events[2][1]["llm"] == {"ok": True, "model": None, "error": None}
+
+
+# -- stats, auth --------------------------------------------------------------------------------
+
+
+async def test_stats(client: httpx.AsyncClient) -> None:
+    stats = (await client.get("/v1/stats")).json()
+    assert stats["name"] == "api" and stats["embed_model"] == "test-hash-embedder" and stats["dim"] == 16
+    assert stats["documents"] >= 4 and stats["chunks"] >= stats["documents"]
+
+
+PROTECTED = [
+    ("GET", "/readyz", None),
+    ("GET", "/v1/stats", None),
+    ("POST", "/v1/search", {"query": "tea"}),
+    ("POST", "/v1/ask", {"question": "tea?"}),
+    ("GET", "/v1/documents", None),
+    ("GET", "/v1/jobs/nosuchjob", None),
+    ("DELETE", "/v1/documents/nosuchdoc", None),
+    ("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "tea?"}]}),
+    ("GET", "/metrics", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), PROTECTED)
+async def test_with_a_key_every_endpoint_but_healthz_needs_it(
+    app: FastAPI, client: httpx.AsyncClient, method: str, path: str, body: dict | None
+) -> None:
+    with options(app, api_key=KEY):
+        for headers in [{}, {"authorization": "Bearer wrong"}, {"authorization": f"Basic {KEY}"}]:
+            r = await client.request(method, path, json=body, headers=headers)
+            assert "API key" in error_of(r, 401)
+            assert r.headers["www-authenticate"] == "Bearer"
+        r = await client.request(method, path, json=body, headers={"authorization": f"Bearer {KEY}"})
+        assert r.status_code in (200, 404), r.text  # 404: the job / document does not exist
+        assert (await client.get("/healthz")).status_code == 200
+    r = await client.request(method, path, json=body)  # no key configured: open
+    assert r.status_code in (200, 404)
+
+
+# -- uploads, jobs, documents -------------------------------------------------------------------
+
+
+async def wait_for(client: httpx.AsyncClient, job_id: str, timeout_s: float = 60) -> dict:
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = (await client.get(f"/v1/jobs/{job_id}")).json()
+        if job["status"] not in ("queued", "running"):
+            return job
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job {job_id} still running after {timeout_s} s")
+
+
+async def test_upload_stores_good_files_reports_bad_ones_and_never_leaves_the_upload_dir(
+    app: FastAPI, client: httpx.AsyncClient, db: Path, make_pdf
+) -> None:
+    files = [
+        ("files", ("notes.txt", b"The heron named Quillon guards the north pond of the estate.", "text/plain")),
+        (
+            "files",
+            ("report.pdf", make_pdf(["The warehouse on Brack Lane stores 40 tonnes of oolong."]), "application/pdf"),
+        ),
+        ("files", ("broken.pdf", b"%PDF-1.4 this is not really a pdf", "application/pdf")),
+        ("files", ("../../etc/passwd", b"root:x:0:0:root:/root:/bin/bash", "text/plain")),
+    ]
+    r = await client.post("/v1/documents", files=files)
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert job["status"] in ("queued", "running") and job["files_total"] == 4
+    assert job["files"] == [f"{job['id']}/{n}" for n in ["notes.txt", "report.pdf", "broken.pdf", "passwd"]]
+    job = await wait_for(client, job["id"])
+    assert job["status"] == "done" and job["files_done"] == 4
+    report = job["report"]
+    assert report["files"] == 2 and report["chunks"] >= 2
+    failed = {f["path"]: f["reason"] for f in report["failures"]}
+    assert set(failed) == {f"{job['id']}/broken.pdf", f"{job['id']}/passwd"}
+    assert "unsupported file type" in failed[f"{job['id']}/passwd"]
+    assert all("/tmp" not in reason for reason in failed.values())
+
+    folder = db / "uploads" / job["id"]
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "report.pdf"]  # failures are not kept
+    assert not (db / "etc").exists() and not (db / "uploads" / "etc").exists()
+
+    hits = (await client.post("/v1/search", json={"query": "x", "filter": 'file_name == "notes.txt"'})).json()
+    assert [s["source"] for s in hits["sources"]] == [f"{job['id']}/notes.txt"]
+    assert "Quillon" in hits["sources"][0]["text"]
+    pdf = (await client.post("/v1/search", json={"query": "x", "filter": 'file_name == "report.pdf"'})).json()
+    assert pdf["sources"][0]["page"] == 1 and "Brack Lane" in pdf["sources"][0]["text"]
+
+    listed = {d["id"]: d for d in (await client.get("/v1/documents")).json()["documents"]}
+    assert listed[f"{job['id']}/notes.txt"]["name"] == "notes.txt" and listed[f"{job['id']}/notes.txt"]["chunks"] == 1
+    assert not any("/tmp" in d for d in listed)
+
+    deleted = await client.delete(f"/v1/documents/{job['id']}/notes.txt")
+    assert deleted.json() == {"id": f"{job['id']}/notes.txt", "chunks": 1}
+    assert not (folder / "notes.txt").exists()
+    assert error_of(await client.delete(f"/v1/documents/{job['id']}/notes.txt"), 404)
+    gone = (await client.post("/v1/search", json={"query": "x", "filter": 'file_name == "notes.txt"'})).json()
+    assert gone["sources"] == []
+    assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_delete_cannot_reach_outside_the_upload_dir(client: httpx.AsyncClient, db: Path) -> None:
+    (db / "precious.txt").write_text("keep me")
+    error_of(await client.delete("/v1/documents/../precious.txt"), 404)
+    error_of(await client.delete("/v1/documents/%2e%2e/precious.txt"), 404)
+    assert (db / "precious.txt").read_text() == "keep me"
+
+
+async def test_documents_from_the_cli_are_listed_and_deletable_by_their_id(client: httpx.AsyncClient) -> None:
+    listed = [d["id"] for d in (await client.get("/v1/documents")).json()["documents"]]
+    brewing = next(d for d in listed if d.endswith("brewing-guide.txt"))
+    assert (await client.delete(f"/v1/documents/{brewing}")).status_code == 200
+    assert brewing not in [d["id"] for d in (await client.get("/v1/documents")).json()["documents"]]
+
+
+async def test_upload_limits(app: FastAPI, client: httpx.AsyncClient) -> None:
+    one = [("files", ("a.txt", b"a small file", "text/plain"))]
+    with options(app, max_files=2):
+        message = error_of(await client.post("/v1/documents", files=one * 3), 400)
+        assert "Too many files" in message and "2" in message
+    with options(app, max_upload_mb=0.001):
+        big = [("files", ("big.txt", b"x" * 2000, "text/plain"))]
+        assert "0.001 MiB" in error_of(await client.post("/v1/documents", files=big), 413)
+    assert "multipart" in error_of(await client.post("/v1/documents", json={"files": []}), 415)
+    r = await client.post("/v1/documents", data={"note": "no files"}, files=[("other", ("a.txt", b"x", "text/plain"))])
+    assert "no files" in error_of(r, 400)
+
+    async def chunked() -> AsyncIterator[bytes]:
+        yield b"--x\r\n"
+
+    r = await client.post(
+        "/v1/documents", content=chunked(), headers={"content-type": "multipart/form-data; boundary=x"}
+    )
+    assert "Content-Length" in error_of(r, 411)
+
+
+async def test_unknown_job_is_a_404(client: httpx.AsyncClient) -> None:
+    assert "no job" in error_of(await client.get("/v1/jobs/0123456789abcdef"), 404)
+
+
+# -- OpenAI-compatible chat ---------------------------------------------------------------------
+
+
+def openai_client(app: FastAPI, api_key: str = "unused"):
+    from openai import AsyncOpenAI
+
+    transport = httpx.ASGITransport(app=app)
+    return AsyncOpenAI(
+        base_url="http://asyncrag.test/v1", api_key=api_key, http_client=httpx.AsyncClient(transport=transport)
+    )
+
+
+async def test_openai_client_chats_with_the_collection(app: FastAPI) -> None:
+    async with openai_client(app) as ai:
+        assert [model.id async for model in ai.models.list()] == ["asyncrag"]
+        reply = await ai.chat.completions.create(
+            model="asyncrag",
+            messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "When was it founded?"}],
+            temperature=0.2,
+        )
+    content = reply.choices[0].message.content
+    assert reply.choices[0].finish_reason == "stop" and reply.model == "asyncrag"
+    answer, sources = content.split("\n\nSources:\n")
+    assert answer == "".join(ScriptedLLM.tokens).strip()
+    assert sources.splitlines()[0].startswith("[1] ") and len(sources.splitlines()) == 3  # the server's top_k
+
+
+async def test_openai_client_streams(app: FastAPI) -> None:
+    async with openai_client(app) as ai:
+        stream = await ai.chat.completions.create(
+            model="asyncrag",
+            messages=[{"role": "user", "content": [{"type": "text", "text": "Founded when?"}]}],
+            stream=True,
+        )
+        chunks = [chunk async for chunk in stream]
+    pieces = [c.choices[0].delta.content or "" for c in chunks]
+    assert pieces[1 : 1 + len(ScriptedLLM.tokens)] == list(ScriptedLLM.tokens)
+    assert "".join(pieces).startswith("".join(ScriptedLLM.tokens)) and "\n\nSources:\n[1] " in "".join(pieces)
+    assert chunks[-1].choices[0].finish_reason == "stop" and len({c.id for c in chunks}) == 1
+
+
+async def test_openai_client_sees_errors_and_auth(app: FastAPI) -> None:
+    import openai
+
+    async with openai_client(app) as ai:
+        with pytest.raises(openai.BadRequestError, match="no user message"):
+            await ai.chat.completions.create(model="asyncrag", messages=[{"role": "system", "content": "hi"}])
+    with options(app, api_key=KEY):
+        async with openai_client(app, api_key="wrong") as ai:
+            with pytest.raises(openai.AuthenticationError):
+                await ai.chat.completions.create(model="asyncrag", messages=[{"role": "user", "content": "hi"}])
+        async with openai_client(app, api_key=KEY) as ai:
+            reply = await ai.chat.completions.create(model="asyncrag", messages=[{"role": "user", "content": "hi"}])
+            assert reply.choices[0].message.content
+
+
+# -- metrics ------------------------------------------------------------------------------------
+
+
+def metric(text: str, prefix: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+async def test_metrics_count_requests_by_route_and_ingests(client: httpx.AsyncClient) -> None:
+    before = (await client.get("/metrics")).text
+    for _ in range(3):
+        await client.post("/v1/search", json={"query": "tea"})
+    await client.post("/v1/search", json={"query": ""})
+    job = (await client.post("/v1/documents", files=[("files", ("m.txt", b"metrics file text", "text/plain"))])).json()
+    await wait_for(client, job["id"])
+    after = await client.get("/metrics")
+    assert after.headers["content-type"].startswith("text/plain")
+    ok = 'asyncrag_http_requests_total{method="POST",route="/v1/search",status="200"}'
+    bad = 'asyncrag_http_requests_total{method="POST",route="/v1/search",status="422"}'
+    assert metric(after.text, ok) - metric(before, ok) == 3
+    assert metric(after.text, bad) - metric(before, bad) == 1
+    count = 'asyncrag_http_request_seconds_count{method="POST",route="/v1/search"}'
+    assert metric(after.text, count) - metric(before, count) == 4
+    assert metric(after.text, 'asyncrag_ingest_jobs_total{status="done"}') >= 1
+    assert (
+        metric(after.text, 'asyncrag_ingest_files_total{result="ok"}')
+        - metric(before, 'asyncrag_ingest_files_total{result="ok"}')
+        == 1
+    )
+    assert metric(after.text, "asyncrag_ingest_chunks_total") >= 1
+
+
+async def test_concurrent_questions_share_embedding_batches(client: httpx.AsyncClient) -> None:
+    import asyncio
+
+    before = (await client.get("/metrics")).text
+    questions = [f"question number {i}" for i in range(40)]
+    replies = await asyncio.gather(*(client.post("/v1/search", json={"query": q, "top_k": 1}) for q in questions))
+    assert all(r.status_code == 200 and len(r.json()["sources"]) == 1 for r in replies)
+    after = (await client.get("/metrics")).text
+    calls = metric(after, "asyncrag_embed_batch_size_count") - metric(before, "asyncrag_embed_batch_size_count")
+    texts = metric(after, "asyncrag_embed_batch_size_sum") - metric(before, "asyncrag_embed_batch_size_sum")
+    assert texts == 40 and calls < 40 / 4, f"{calls} embedding calls for 40 concurrent questions"
+
+
+async def test_shutdown_finishes_the_running_job_and_cancels_queued_ones(tmp_path: Path, hash_embedder) -> None:
+    import time
+
+    class SlowEmbedder(type(hash_embedder)):
+        def embed(self, texts: list[str]) -> list[list[float]]:
+            time.sleep(0.5)  # in the embedding thread: the job is still running at shutdown
+            return super().embed(texts)
+
+    settings = settings_for(str(tmp_path / "milvus.db"))
+    upload = [("files", ("a.txt", b"some text to embed slowly", "text/plain"))]
+    async with serving(settings, SlowEmbedder(), upload_dir=tmp_path / "up") as (app, client):
+        first = (await client.post("/v1/documents", files=upload)).json()
+        second = (await client.post("/v1/documents", files=upload)).json()
+        assert (tmp_path / "up" / second["id"] / "a.txt").is_file()
+    jobs = app.state.server.jobs
+    assert jobs.get(first["id"]).status == "done" and jobs.get(first["id"]).report.chunks == 1
+    assert jobs.get(second["id"]).status == "cancelled"
+    assert not (tmp_path / "up" / second["id"]).exists()
+
+
+async def test_the_page_and_its_assets_are_served_by_the_app_with_no_cdn(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    with options(app, api_key=KEY):  # the shell holds no data: it loads without the key, then asks for it
+        page = await client.get("/")
+        assets = [await client.get(path) for path in ("/static/app.js", "/static/style.css")]
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert all(a.status_code == 200 for a in assets)
+    for text in [page.text, *(a.text for a in assets)]:
+        assert "://" not in text  # every asset comes from this server
+    assert 'src="/static/app.js"' in page.text and 'href="/static/style.css"' in page.text
