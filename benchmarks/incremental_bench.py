@@ -272,9 +272,13 @@ def section_big(tmp: Path, big_mb: float, log) -> dict:
 SECTIONS = ["tutorial", "rss", "big", "pydocs"]  # pydocs last: it uses MiniLM's chunks/s measured before it
 
 
-def run(sections: list[str], tmp: Path, corpus_limit: int | None, big_mb: float, llamaindex: bool, log, save) -> dict:
-    """The chosen sections; `save(results)` after each, so that a long run cut short keeps what it measured."""
-    results: dict[str, Any] = {}
+def run(sections: list[str], tmp: Path, corpus_limit: int | None, big_mb: float, llamaindex: bool, log, save,
+        previous: dict | None = None) -> dict:
+    """The chosen sections; `save(results)` after each, so that a long run cut short keeps what it measured.
+
+    `previous` (an earlier run's results) lends pydocs MiniLM's chunks/s when this run measures none.
+    """
+    results: dict[str, Any] = dict(previous or {})
     for name in [s for s in SECTIONS if s in sections]:
         if name == "tutorial":
             results[name] = section_tutorial(tmp, log, llamaindex)

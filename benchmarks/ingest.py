@@ -209,7 +209,8 @@ def main() -> None:
     if args.only != "compare":
         with tempfile.TemporaryDirectory() as tmp:
             incremental_bench.run(
-                args.sections, Path(tmp), args.corpus_limit, args.big_mb, not args.skip_llamaindex, console.print, save
+                args.sections, Path(tmp), args.corpus_limit, args.big_mb, not args.skip_llamaindex, console.print, save,
+                previous=saved.get("incremental"),
             )
     console.print(f"wrote {args.out}")
 
