@@ -13,8 +13,8 @@ Every step runs in a fresh subprocess, as a user's re-run would, so that its pea
    (MiniLM would take hours on 2 cores: its time is estimated from the chunk count and MiniLM's
    measured chunks/s). The hashing embedder chunks with MiniLM's tokenizer, so chunk counts match.
 3. `rss`: peak RSS of asyncrag ingesting 1×, 4× and 16× the essay (copies under distinct names,
-   MiniLM), and one generated big text file (the essay's paragraphs, numbered, repeated) with the
-   hashing embedder beside the 1× essay with the same embedder.
+   MiniLM); `big`: one generated big text file (the essay's paragraphs, numbered, repeated; MiniLM
+   would take ~10 h on 200 MB) with the hashing embedder, beside the 1× essay with the same embedder.
 """
 
 from __future__ import annotations
