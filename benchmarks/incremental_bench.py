@@ -90,8 +90,13 @@ def step_asyncrag(job: dict) -> dict:
 
     report, seconds = asyncio.run(run())
     failed = [f"{d.path}: {d.error}" for d in report.documents if d.status == "failed"]
-    return {"seconds": seconds, "pipeline_seconds": report.seconds, "chunks": report.chunks,
-            "counts": {k: v for k, v in report.counts().items() if v}, "failed": failed[:5]}
+    return {
+        "seconds": seconds,
+        "pipeline_seconds": report.seconds,
+        "chunks": report.chunks,
+        "counts": {k: v for k, v in report.counts().items() if v},
+        "failed": failed[:5],
+    }
 
 
 def step_llamaindex(job: dict) -> dict:
@@ -205,8 +210,10 @@ def section_tutorial(tmp: Path, log, with_llamaindex: bool = True) -> dict:
     if with_llamaindex:
         theirs = copy_files([ESSAY, UBER], DATA, tmp / "theirs")
         results["llamaindex"] = trio(
-            "llamaindex", theirs[0],
-            {"db": str(tmp / "li.db"), "docstore": str(tmp / "docstore.json"), "dir": str(tmp / "theirs")}, log,
+            "llamaindex",
+            theirs[0],
+            {"db": str(tmp / "li.db"), "docstore": str(tmp / "docstore.json"), "dir": str(tmp / "theirs")},
+            log,
         )
         results["llamaindex_over_asyncrag_unchanged"] = (
             results["llamaindex"]["unchanged"]["seconds"] / results["asyncrag"]["unchanged"]["seconds"]
@@ -221,8 +228,12 @@ def section_pydocs(tmp: Path, limit: int | None, minilm_chunks_per_second: float
     job = {"embedder": "hash", "db": str(tmp / "pydocs.db"), "paths": [str(tmp / "pydocs")]}
     results = trio("asyncrag", changed, job, log)
     chunks = results["full"]["chunks"]
-    results["corpus"] = {"files": len(files), "mb": sum(f.stat().st_size for f in files) / 1e6, "chunks": chunks,
-                         "changed_file": str(changed.relative_to(tmp / "pydocs"))}
+    results["corpus"] = {
+        "files": len(files),
+        "mb": sum(f.stat().st_size for f in files) / 1e6,
+        "chunks": chunks,
+        "changed_file": str(changed.relative_to(tmp / "pydocs")),
+    }
     if minilm_chunks_per_second:
         results["minilm_estimate"] = {
             "chunks_per_second": minilm_chunks_per_second,
@@ -260,11 +271,23 @@ def section_rss(tmp: Path, log) -> dict:
 def section_big(tmp: Path, big_mb: float, log) -> dict:
     """Peak RSS for one big text file vs the 1× essay, both with the hashing embedder."""
     folder = essay_copies(tmp / "big1x", 1)
-    results = {"1x_hash": measure("big: 1× the essay (hash)", {"embedder": "hash", "db": str(tmp / "b1.db"), "paths": [str(folder)]}, log)}
+    results = {
+        "1x_hash": measure(
+            "big: 1× the essay (hash)", {"embedder": "hash", "db": str(tmp / "b1.db"), "paths": [str(folder)]}, log
+        )
+    }
     (tmp / "big").mkdir()
     big = big_text(tmp / "big" / "big.txt", big_mb)
-    job = {"embedder": "hash", "db": str(tmp / "big.db"), "paths": [str(big)], "settings": {"max_file_mb": big_mb * 1.1 + 1}}
-    results["big_file"] = {**measure(f"big: one {big_mb:.0f} MB text file (hash)", job, log), "mb": big.stat().st_size / 1e6}
+    job = {
+        "embedder": "hash",
+        "db": str(tmp / "big.db"),
+        "paths": [str(big)],
+        "settings": {"max_file_mb": big_mb * 1.1 + 1},
+    }
+    results["big_file"] = {
+        **measure(f"big: one {big_mb:.0f} MB text file (hash)", job, log),
+        "mb": big.stat().st_size / 1e6,
+    }
     results["big_over_1x_hash"] = results["big_file"]["peak_rss_mb"] / results["1x_hash"]["peak_rss_mb"]
     return results
 
@@ -272,8 +295,16 @@ def section_big(tmp: Path, big_mb: float, log) -> dict:
 SECTIONS = ["tutorial", "rss", "big", "pydocs"]  # pydocs last: it uses MiniLM's chunks/s measured before it
 
 
-def run(sections: list[str], tmp: Path, corpus_limit: int | None, big_mb: float, llamaindex: bool, log, save,
-        previous: dict | None = None) -> dict:
+def run(
+    sections: list[str],
+    tmp: Path,
+    corpus_limit: int | None,
+    big_mb: float,
+    llamaindex: bool,
+    log,
+    save,
+    previous: dict | None = None,
+) -> dict:
     """The chosen sections; `save(results)` after each, so that a long run cut short keeps what it measured.
 
     `previous` (an earlier run's results) lends pydocs MiniLM's chunks/s when this run measures none.
@@ -297,48 +328,89 @@ def run(sections: list[str], tmp: Path, corpus_limit: int | None, big_mb: float,
 
 def tables(results: dict) -> list[Table]:
     out = []
-    trio_table = Table("corpus", "pipeline", "step", "seconds", "chunks", "chunks/s", "peak RSS MB", "files",
-                       title="Incremental ingest (each step a fresh process; \\[hash] = hashing embedder, not MiniLM)")
+    trio_table = Table(
+        "corpus",
+        "pipeline",
+        "step",
+        "seconds",
+        "chunks",
+        "chunks/s",
+        "peak RSS MB",
+        "files",
+        title="Incremental ingest (each step a fresh process; \\[hash] = hashing embedder, not MiniLM)",
+    )
     rows = []
     if "tutorial" in results:
-        rows += [("essay + Uber PDF", f"{name} \\[MiniLM]", results["tutorial"][name]) for name in ("asyncrag", "llamaindex")
-                 if name in results["tutorial"]]
+        rows += [
+            ("essay + Uber PDF", f"{name} \\[MiniLM]", results["tutorial"][name])
+            for name in ("asyncrag", "llamaindex")
+            if name in results["tutorial"]
+        ]
     if "pydocs" in results:
         c = results["pydocs"]["corpus"]
-        rows.append((f"python3.11-doc ({c['files']} HTML, {c['mb']:.0f} MB)", "asyncrag \\[hash]",
-                     results["pydocs"]))
+        rows.append((f"python3.11-doc ({c['files']} HTML, {c['mb']:.0f} MB)", "asyncrag \\[hash]", results["pydocs"]))
     for corpus, name, steps in rows:
         for step in ("full", "unchanged", "changed"):
             r = steps[step]
-            files = ", ".join(f"{v} {k}" for k, v in r.get("counts", {}).items()) or f"{r.get('documents', '')} docs read"
-            trio_table.add_row(corpus, name, step, f"{r['seconds']:.2f}", str(r["chunks"]), f"{r['chunks_per_second']:.1f}",
-                               f"{r['peak_rss_mb']:.0f}", files)
-        trio_table.add_row(corpus, name, "full / unchanged", f"{steps['full_over_unchanged']:.0f}×", "", "", "", "target ≥ 50×")
+            files = (
+                ", ".join(f"{v} {k}" for k, v in r.get("counts", {}).items()) or f"{r.get('documents', '')} docs read"
+            )
+            trio_table.add_row(
+                corpus,
+                name,
+                step,
+                f"{r['seconds']:.2f}",
+                str(r["chunks"]),
+                f"{r['chunks_per_second']:.1f}",
+                f"{r['peak_rss_mb']:.0f}",
+                files,
+            )
+        trio_table.add_row(
+            corpus, name, "full / unchanged", f"{steps['full_over_unchanged']:.0f}×", "", "", "", "target ≥ 50×"
+        )
     if rows:
         out.append(trio_table)
     if "llamaindex_over_asyncrag_unchanged" in results.get("tutorial", {}):
-        trio_table.caption = (f"LlamaIndex unchanged re-run / asyncrag unchanged re-run: "
-                              f"{results['tutorial']['llamaindex_over_asyncrag_unchanged']:.1f}× (target > 1)")
+        trio_table.caption = (
+            f"LlamaIndex unchanged re-run / asyncrag unchanged re-run: "
+            f"{results['tutorial']['llamaindex_over_asyncrag_unchanged']:.1f}× (target > 1)"
+        )
     if "minilm_estimate" in results.get("pydocs", {}):
         e = results["pydocs"]["minilm_estimate"]
         trio_table.caption = (trio_table.caption or "") + (
             f"\npython3.11-doc with MiniLM, estimated: {results['pydocs']['corpus']['chunks']} chunks / "
-            f"{e['chunks_per_second']:.1f} chunks/s = {e['seconds'] / 3600:.1f} h")
+            f"{e['chunks_per_second']:.1f} chunks/s = {e['seconds'] / 3600:.1f} h"
+        )
     rows = []
     if "rss" in results:
         r = results["rss"]
         rows += [(f"{n}× essay", "MiniLM", r[f"{n}x"], r["1x"]) for n in (1, 4, 16)]
     if "big" in results:
         r = results["big"]
-        rows += [("1× essay", "hash", r["1x_hash"], r["1x_hash"]),
-                 (f"one {r['big_file']['mb']:.0f} MB text file", "hash", r["big_file"], r["1x_hash"])]
+        rows += [
+            ("1× essay", "hash", r["1x_hash"], r["1x_hash"]),
+            (f"one {r['big_file']['mb']:.0f} MB text file", "hash", r["big_file"], r["1x_hash"]),
+        ]
     if rows:
-        rss = Table("input", "embedder", "seconds", "chunks", "peak RSS MB", "vs 1× (same embedder)",
-                    title="Peak RSS (a fresh process each)",
-                    caption="targets: 16× within 1.5× of 1×; the big file within 1.5× of 1× (same embedder)")
+        rss = Table(
+            "input",
+            "embedder",
+            "seconds",
+            "chunks",
+            "peak RSS MB",
+            "vs 1× (same embedder)",
+            title="Peak RSS (a fresh process each)",
+            caption="targets: 16× within 1.5× of 1×; the big file within 1.5× of 1× (same embedder)",
+        )
         for label, embedder, x, base in rows:
-            rss.add_row(label, embedder, f"{x['seconds']:.1f}", str(x["chunks"]), f"{x['peak_rss_mb']:.0f}",
-                        f"{x['peak_rss_mb'] / base['peak_rss_mb']:.2f}×")
+            rss.add_row(
+                label,
+                embedder,
+                f"{x['seconds']:.1f}",
+                str(x["chunks"]),
+                f"{x['peak_rss_mb']:.0f}",
+                f"{x['peak_rss_mb'] / base['peak_rss_mb']:.2f}×",
+            )
         out.append(rss)
     return out
 

@@ -200,7 +200,11 @@ def main() -> None:
     def save(incremental: dict | None = None) -> None:
         if incremental is not None:
             saved.setdefault("incremental", {}).update(incremental)
-            saved["incremental_meta"] = {"cpus": os.cpu_count(), "corpus_limit": args.corpus_limit, "big_mb": args.big_mb}
+            saved["incremental_meta"] = {
+                "cpus": os.cpu_count(),
+                "corpus_limit": args.corpus_limit,
+                "big_mb": args.big_mb,
+            }
         args.out.write_text(json.dumps(saved, indent=2))
 
     if args.only != "incremental":
@@ -209,7 +213,13 @@ def main() -> None:
     if args.only != "compare":
         with tempfile.TemporaryDirectory() as tmp:
             incremental_bench.run(
-                args.sections, Path(tmp), args.corpus_limit, args.big_mb, not args.skip_llamaindex, console.print, save,
+                args.sections,
+                Path(tmp),
+                args.corpus_limit,
+                args.big_mb,
+                not args.skip_llamaindex,
+                console.print,
+                save,
                 previous=saved.get("incremental"),
             )
     console.print(f"wrote {args.out}")
