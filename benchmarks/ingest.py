@@ -1,6 +1,7 @@
-"""Ingest benchmark: asyncrag end to end vs the bare embedding model vs the tutorial's way.
+"""Ingest benchmark: asyncrag end to end vs the bare embedding model vs the tutorial's way (`compare`),
+and incremental ingest with peak RSS (`incremental`, issue 10: see incremental_bench.py).
 
-On the tutorial's data (../shared/data: the essay and the 307-page Uber PDF), in one run:
+`compare`, on the tutorial's data (../shared/data: the essay and the 307-page Uber PDF), in one run:
 
 1. asyncrag: read, parse, chunk, embed, write (Milvus Lite), overlapping;
 2. the bare embedding model on the very same chunk texts: the CPU ceiling for any pipeline;
@@ -14,7 +15,11 @@ The machine's speed drifts by ±15 % over minutes, so the three run in rounds (`
 alternating order, so that drift favours none) and the table shows each one's best round;
 the JSON keeps every round. The model is warmed up first, so that no pipeline pays for it.
 
-    python benchmarks/ingest.py [--files A B ...] [--rounds 2] [--skip-tutorial] [--out benchmarks/results/ingest.json]
+    python benchmarks/ingest.py [--only compare|incremental] [--files A B ...] [--rounds 2] [--skip-tutorial]
+        [--sections tutorial rss pydocs] [--corpus-limit N] [--big-mb 200] [--skip-llamaindex]
+        [--out benchmarks/results/ingest.json]
+
+The JSON file keeps the other part's results when only one part runs.
 """
 
 from __future__ import annotations
@@ -25,17 +30,19 @@ import gc
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import incremental_bench
 from rich.console import Console
 from rich.table import Table
 
 from asyncrag.embed.local import LocalEmbedder, load_minilm
 from asyncrag.ingest.chunk import ChunkSpec, make_splitter
-from asyncrag.ingest.parse import Unit, init_worker, parse, plan
+from asyncrag.ingest.parse import Unit, parse, plan
 from asyncrag.rag import AsyncRAG
 from asyncrag.store.milvus import release_lite
 
@@ -48,9 +55,8 @@ def chunk_texts(files: list[Path], spec: ChunkSpec) -> list[str]:
     """The exact texts asyncrag embeds, made the way its pipeline makes them (not timed)."""
     from llama_index.core.schema import MetadataMode
 
-    init_worker(spec)
-    units: list[Unit] = [u for f in files for u in plan(f, 10_000)]
-    return [n.get_content(metadata_mode=MetadataMode.EMBED) for u in units for n in parse(u)]
+    units: list[Unit] = [u for f in files for u in plan(Unit(f, str(f), str(f), ""), 10_000, 1 << 30)]
+    return [n.get_content(metadata_mode=MetadataMode.EMBED) for u in units for n in parse(u, spec)]
 
 
 def bench_asyncrag(files: list[Path], embedder: LocalEmbedder, db: str) -> dict:
@@ -110,21 +116,10 @@ def bench_answer(embedder: LocalEmbedder, db: str) -> dict:
     return asyncio.run(run())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--files", nargs="*", type=Path, default=[DATA / "paul_graham_essay.txt", DATA / "uber_2021.pdf"]
-    )
-    parser.add_argument("--rounds", type=int, default=2, help="rounds of all pipelines; each one's best is shown")
-    parser.add_argument("--skip-tutorial", action="store_true")
-    parser.add_argument("--skip-answer", action="store_true")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ingest.json")
-    args = parser.parse_args()
+def run_compare(args: argparse.Namespace, console: Console) -> dict:
     missing = [f for f in args.files if not f.is_file()]
     if missing:
         raise SystemExit(f"missing input files: {missing} (the tutorial's data lives in ../shared/data)")
-
-    console = Console()
     embedder = load_minilm()
     spec = ChunkSpec(embedder.max_tokens - 8, 32, embedder.tokenizer_file)
     texts = chunk_texts(args.files, spec)
@@ -151,9 +146,20 @@ def main() -> None:
         name: dict(min(rs, key=lambda r: r["seconds"]), rounds=[r["seconds"] for r in rs])
         for name, rs in rounds.items()
     }
-
     for r in results.values():
         r["chunks_per_second"] = r["chunks"] / r["seconds"]
+    meta = {
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "files": [f.name for f in args.files],
+        "rounds": args.rounds,
+        "shown": "each pipeline's best round",
+    }
+    return {"meta": meta, "results": results, "answer": answer}
+
+
+def compare_table(part: dict) -> Table:
+    results = part["results"]
     table = Table(
         "pipeline", "chunks", "best s", "rounds s", "chunks/s", "vs bare model", "asyncrag speed-up", title="Ingest"
     )
@@ -168,22 +174,67 @@ def main() -> None:
             f"{r['chunks_per_second'] / bare['chunks_per_second']:.2f}",
             f"{r['seconds'] / ours['seconds']:.2f}×" if name != "asyncrag" else "",
         )
-    console.print(table)
-    if answer:
-        console.print(
-            f"sample question ({answer['llm']}): LLM load {answer['load_seconds']:.1f} s, first token "
-            f"{answer['first_token_seconds']:.1f} s, answer {answer['answer_seconds']:.1f} s\n  {answer['answer']}"
-        )
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["compare", "incremental"], help="run one part (default: both)")
+    parser.add_argument(
+        "--files", nargs="*", type=Path, default=[DATA / "paul_graham_essay.txt", DATA / "uber_2021.pdf"]
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of all pipelines; each one's best is shown")
+    parser.add_argument("--skip-tutorial", action="store_true")
+    parser.add_argument("--skip-answer", action="store_true")
+    parser.add_argument("--sections", nargs="*", choices=incremental_bench.SECTIONS, default=incremental_bench.SECTIONS)
+    parser.add_argument("--corpus-limit", type=int, help="python3.11-doc: the first N HTML files only")
+    parser.add_argument("--big-mb", type=float, default=200, help="size of the generated big text file")
+    parser.add_argument("--skip-llamaindex", action="store_true", help="incremental: asyncrag only")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ingest.json")
+    args = parser.parse_args()
+
+    console = Console(width=None if sys.stdout.isatty() else 150)  # a log file keeps whole table rows
+    saved = json.loads(args.out.read_text()) if args.out.is_file() else {}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-        "files": [f.name for f in args.files],
-        "rounds": args.rounds,
-        "shown": "each pipeline's best round",
-    }
-    args.out.write_text(json.dumps({"meta": meta, "results": results, "answer": answer}, indent=2))
+
+    def save(incremental: dict | None = None) -> None:
+        if incremental is not None:
+            saved.setdefault("incremental", {}).update(incremental)
+            saved["incremental_meta"] = {
+                "cpus": os.cpu_count(),
+                "corpus_limit": args.corpus_limit,
+                "big_mb": args.big_mb,
+            }
+        args.out.write_text(json.dumps(saved, indent=2))
+
+    if args.only != "incremental":
+        saved.update(run_compare(args, console))
+        save()
+    if args.only != "compare":
+        with tempfile.TemporaryDirectory() as tmp:
+            incremental_bench.run(
+                args.sections,
+                Path(tmp),
+                args.corpus_limit,
+                args.big_mb,
+                not args.skip_llamaindex,
+                console.print,
+                save,
+                previous=saved.get("incremental"),
+            )
     console.print(f"wrote {args.out}")
+
+    if args.only != "incremental":
+        console.print(compare_table(saved))
+        answer = saved["answer"]
+        if answer:
+            console.print(
+                f"sample question ({answer['llm']}): LLM load {answer['load_seconds']:.1f} s, first token "
+                f"{answer['first_token_seconds']:.1f} s, answer {answer['answer_seconds']:.1f} s\n  {answer['answer']}"
+            )
+    if args.only != "compare":
+        for table in incremental_bench.tables(saved.get("incremental", {})):
+            console.print(table)
 
 
 if __name__ == "__main__":

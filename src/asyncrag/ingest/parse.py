@@ -2,7 +2,7 @@
 
 Big files are cut into units so that the first chunks reach the embedder at once, and so that a
 file of any size streams through in bounded memory: a 300-page 10-K in ranges of 16 pages, a
-200 MB text file in stretches of ~1 MB cut at paragraph breaks. Units run in a parser thread
+200 MB text file in stretches of ~64 KB cut at paragraph breaks. Units run in a parser thread
 or in parser processes; the splitter for a chunking spec is made once per worker.
 """
 

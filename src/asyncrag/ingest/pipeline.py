@@ -61,7 +61,10 @@ class Limits:
     max_file_mb: float = 100
     max_concurrency: int = 1  # embedding calls in flight: 1 suits a local model, more a remote endpoint
     embed_rps: float | None = None  # embedding calls started per second, at most (a remote endpoint's quota)
-    text_bytes_per_unit: int = 1 << 20  # big text files are read and chunked in stretches of this size
+    # Big text files are read and chunked in stretches of this size. Small enough that nltk's sentence
+    # splitter, which gives each regex call 5 s, never meets a whole megabyte of paragraph (it did,
+    # on a 200 MB file, with the embedder and Milvus Lite beside it: benchmarks/incremental_bench.py).
+    text_bytes_per_unit: int = 64 * 1024
     max_units: int = 6  # parsed-but-not-embedded units held in memory
     max_writes: int = 4  # write requests in flight
     attempts: int = 4  # for transient failures of the embedder and of Milvus (each Milvus call has a deadline)
