@@ -25,7 +25,10 @@ MODEL_PROPERTY = "asyncrag.embed_model"  # the model's identity (embed/base.py)
 MODEL_NAME_PROPERTY = "asyncrag.embed_model_name"
 EMBEDDING_FIELD = "embedding"
 CONNECT_TIMEOUT_S = 10.0
-REQUEST_TIMEOUT_S = 20.0  # per write or delete; the ingest pipeline retries a few times on top
+# Per write or delete to a server; the ingest pipeline retries a few times on top. Milvus Lite runs
+# in this process and cannot go down on its own: no deadline there (a big upsert on a loaded
+# machine took over 20 s and a deadline turned it into a failure).
+REQUEST_TIMEOUT_S = 20.0
 LITE_LOCK_FILE = "LOCK"  # milvus_lite.db.LOCK_FILENAME: one process at a time holds a database
 
 
@@ -171,7 +174,7 @@ def open_store(
             timeout=CONNECT_TIMEOUT_S,
             **client_options(uri),
         )
-        store.request_timeout_s = REQUEST_TIMEOUT_S
+        store.request_timeout_s = None if is_local(uri) else REQUEST_TIMEOUT_S
         if create:
             manifest.ensure(client, collection)
     except MilvusException as e:
