@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from llama_index.core.node_parser import SentenceSplitter
-from llama_index.core.schema import Document
+from llama_index.core.schema import Document, MetadataMode
 
 from asyncrag.embed.local import LocalEmbedder
 from asyncrag.ingest.chunk import ChunkSpec, make_splitter
@@ -49,3 +49,31 @@ def test_long_texts_are_not_tokenized(embedder: LocalEmbedder) -> None:
     short = "Tokenization, e.g. of hyphenated-words!"
     assert splitter._token_size(short) == len(count(short)) > len(short.split())  # counted exactly
     assert calls == [short]
+
+
+def test_chunks_know_their_span_and_markdown_section(embedder: LocalEmbedder) -> None:
+    """A reader can check a citation: the span locates the chunk's text in its file, and a
+    Markdown chunk names the section it is in."""
+    from asyncrag.ingest.chunk import chunk
+    from asyncrag.ingest.read import read_file
+
+    path = ROOT / "examples" / "corpus" / "about.md"
+    docs = read_file(path, str(path))
+    nodes = chunk(make_splitter(ChunkSpec(64, 8, embedder.tokenizer_file)), docs, "about", "v1")
+    text = docs[0].text
+    assert len(nodes) > 3
+    for node in nodes:
+        assert text[node.start_char_idx : node.end_char_idx] == node.get_content()
+        lines = [*text[: node.start_char_idx].split("\n")[:-1], text[node.start_char_idx :].split("\n", 1)[0]]
+        assert node.metadata["heading"] == next(line.lstrip("# ") for line in reversed(lines) if line.startswith("#"))
+    assert {"History", "Governance"} <= {n.metadata["heading"] for n in nodes}
+    assert "heading" not in nodes[0].get_content(metadata_mode=MetadataMode.EMBED)
+
+
+def test_stretches_of_big_files_have_no_span(embedder: LocalEmbedder) -> None:
+    from asyncrag.ingest.chunk import chunk
+
+    nodes = chunk(
+        make_splitter(ChunkSpec(48, 8, embedder.tokenizer_file)), [Document(text="A b c. " * 200)], "d", "v", 4096
+    )
+    assert nodes and all(n.start_char_idx is None and n.end_char_idx is None for n in nodes)

@@ -50,7 +50,9 @@ def test_ingest_again_skips_what_is_unchanged(cli_home: dict[str, str]) -> None:
     before = json.loads(run(cli_home, "stats", "--json").stdout)[0]
     result = run(cli_home, "ingest", str(CORPUS / "about.md"))
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("0 files, 0 chunks, 0 failures") and result.stdout.rstrip().endswith(": 1 unchanged")
+    assert result.stdout.startswith("0 files, 0 chunks, 0 failures") and result.stdout.rstrip().endswith(
+        ": 1 unchanged"
+    )
     after = json.loads(run(cli_home, "stats", "--json").stdout)[0]
     assert (after["documents"], after["chunks"]) == (before["documents"], before["chunks"]) == (4, before["chunks"])
 
@@ -61,7 +63,7 @@ def test_search_json_shape(cli_home: dict[str, str]) -> None:
     hits = json.loads(result.stdout)
     assert isinstance(hits, list) and len(hits) == 3
     for hit in hits:
-        assert set(hit) == {"text", "score", "source", "page"}
+        assert set(hit) == {"text", "score", "source", "page", "start", "end", "heading"}
         assert isinstance(hit["text"], str) and hit["text"]
         assert isinstance(hit["score"], float)
         assert Path(hit["source"]).name in CORPUS_FILES
@@ -113,7 +115,7 @@ def test_ask_json_no_llm_shape(cli_home: dict[str, str]) -> None:
     assert isinstance(answer["answer"], str)
     assert len(answer["sources"]) == 2
     for s in answer["sources"]:
-        assert set(s) == {"text", "score", "source", "page"}
+        assert set(s) == {"text", "score", "source", "page", "start", "end", "heading"}
     top = answer["sources"][0]
     assert Path(top["source"]).name == "faq.html" and "31 countries" in top["text"]
     # Retrieval only: the answer is the numbered passages themselves.

@@ -43,7 +43,21 @@ Uri = Annotated[str | None, typer.Option(help="Milvus Lite path or server URI [e
 Token = Annotated[str | None, typer.Option(help="Milvus token, e.g. user:password [env: ASYNCRAG_TOKEN]")]
 Collection = Annotated[str | None, typer.Option(help="Collection name [env: ASYNCRAG_COLLECTION]")]
 TopK = Annotated[int | None, typer.Option("-k", "--top-k", help="How many chunks to retrieve")]
-Filter = Annotated[str, typer.Option(help="Milvus filter expression, e.g. 'file_name == \"a.pdf\"'")]
+Filter = Annotated[
+    str,
+    typer.Option(
+        "--where",
+        "--filter",
+        help="Milvus boolean expression over the metadata (source, file_name, page, doc_id, heading), "
+        "e.g. 'source like \"%uber%\" and page > 10'",
+    ),
+]
+Mode = Annotated[
+    str | None,
+    typer.Option(
+        help="dense | sparse (BM25) | hybrid | auto: hybrid where the collection has BM25 [env: ASYNCRAG_SEARCH_MODE]"
+    ),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON")]
 
 
@@ -221,13 +235,15 @@ def search(
     query: str,
     k: TopK = None,
     filter: Filter = "",
+    mode: Mode = None,
     collection: Collection = None,
     uri: Uri = None,
     token: Token = None,
     json_out: Json = False,
 ) -> None:
-    """The chunks most similar to QUERY, with score, source and page."""
-    sources = _run({"collection": collection, "uri": uri, "token": token}, lambda rag: rag.search(query, k, filter))
+    """The chunks that best match QUERY, with score, source and page."""
+    flags = {"collection": collection, "uri": uri, "token": token, "search_mode": mode}
+    sources = _run(flags, lambda rag: rag.search(query, k, filter))
     if json_out:
         out.print_json(json.dumps([s.to_dict() for s in sources]))
     else:
@@ -239,6 +255,7 @@ def ask(
     question: str,
     k: TopK = None,
     filter: Filter = "",
+    mode: Mode = None,
     llm: Annotated[
         str | None, typer.Option(help="local | llamacpp | transformers | openai:MODEL | none [env: ASYNCRAG_LLM]")
     ] = None,
@@ -259,7 +276,8 @@ def ask(
         printed.append(piece)
         out.print(piece, end="", markup=False, highlight=False)
 
-    flags = {"collection": collection, "uri": uri, "token": token, "llm": "none" if no_llm else llm}
+    flags = {"collection": collection, "uri": uri, "token": token, "search_mode": mode}
+    flags["llm"] = "none" if no_llm else llm
     answer: Answer = _run(flags, lambda rag: rag.ask(question, k, filter, on_token=None if json_out else show))
     if answer.llm_error:
         if printed:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
@@ -28,6 +28,8 @@ ENV_PREFIX = "ASYNCRAG_"
 LLM_NAMES = ("local", "llamacpp", "transformers", "none")
 PositiveInt = Annotated[int, Field(ge=1)]
 TOP_K_MAX = 1000
+SearchMode = Literal["auto", "dense", "sparse", "hybrid"]
+SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
 
 
 def config_file() -> Path | None:
@@ -66,6 +68,8 @@ class Settings(BaseSettings):
     llm: str = "local"
     max_answer_tokens: int = Field(200, ge=1, le=32768)
     top_k: int = Field(3, ge=1, le=TOP_K_MAX)  # small local LLMs answer best from few sources
+    # "auto": hybrid (dense + BM25, fused) where the collection has a BM25 field, else dense.
+    search_mode: SearchMode = "auto"
 
     # 0: parse in one thread beside the embedder (fastest when parsing is light: PDFium is C);
     # N: N parser processes, for corpora whose parsing is heavy pure Python (HTML).

@@ -20,7 +20,7 @@ from typing import Any, ParamSpec, TypeVar
 from anyio.from_thread import start_blocking_portal
 from pymilvus.exceptions import MilvusException
 
-from asyncrag.config import TOP_K_MAX, Settings
+from asyncrag.config import SEARCH_MODES, TOP_K_MAX, SearchMode, Settings
 from asyncrag.embed import Embedder, load_embedder
 from asyncrag.errors import AsyncRAGError, ConfigError, StoreError, one_line
 from asyncrag.ingest.chunk import ChunkSpec, chunk_spec_for
@@ -122,7 +122,12 @@ class AsyncRAG:
                 e = await self.embedder()
                 # Built on the event loop's thread: its async client belongs to this loop.
                 self._store = milvus.open_store(
-                    client, s.uri, s.collection, embedder=e, create=create, token=s.token,
+                    client,
+                    s.uri,
+                    s.collection,
+                    embedder=e,
+                    create=create,
+                    token=s.token,
                     consistency_level=s.consistency_level,
                 )
                 self._created = create
@@ -207,10 +212,14 @@ class AsyncRAG:
         return await delete_documents(doc_ids, await self.store(), await self.manifest())
 
     @_milvus_errors
-    async def search(self, question: str, k: int | None = None, filter: str = "") -> list[Source]:
-        """The `k` chunks most similar to `question` (default: the `top_k` setting), best first.
+    async def search(
+        self, question: str, k: int | None = None, filter: str = "", mode: SearchMode | None = None
+    ) -> list[Source]:
+        """The `k` chunks that best match `question` (default: the `top_k` setting), best first.
 
         `filter` is a Milvus boolean expression over the stored metadata, e.g. `file_name == "a.pdf"`.
+        `mode` (default: the `search_mode` setting): "dense" (embeddings), "sparse" (BM25), "hybrid"
+        (both, fused by reciprocal rank), or "auto" (hybrid where the collection has BM25).
         Concurrent searches share embedding batches and Milvus requests. Raises StoreError for a
         missing collection or an invalid filter, ConfigError for an empty question or k < 1.
         """
@@ -219,13 +228,20 @@ class AsyncRAG:
         k = self.settings.top_k if k is None else k
         if not 1 <= k <= TOP_K_MAX:
             raise ConfigError(f"top_k (-k) must be between 1 and {TOP_K_MAX}, not {k}")
+        if mode is not None and mode not in SEARCH_MODES:
+            raise ConfigError(f"search mode must be one of {', '.join(SEARCH_MODES)}, not {mode!r}")
         if self._retriever is None:
             self._retriever = Retriever(await self.store(), await self.embedder())
-        return await self._retriever.retrieve(question, k, filter)
+        return await self._retriever.retrieve(question, k, filter, mode or self.settings.search_mode)
 
     @_milvus_errors
     async def ask(
-        self, question: str, k: int | None = None, filter: str = "", on_token: Callable[[str], None] | None = None
+        self,
+        question: str,
+        k: int | None = None,
+        filter: str = "",
+        on_token: Callable[[str], None] | None = None,
+        mode: SearchMode | None = None,
     ) -> Answer:
         """Answer `question` from the `k` best chunks, streaming tokens to `on_token`.
 
@@ -233,7 +249,7 @@ class AsyncRAG:
         passages themselves and `Answer.llm_error` says why (None when the LLM answered or was
         switched off).
         """
-        sources = await self.search(question, k, filter)
+        sources = await self.search(question, k, filter, mode)
         try:
             llm = await self.llm()
             if llm is None:
@@ -303,11 +319,13 @@ class RAG:
     def delete(self, doc_ids: list[str]) -> list[str]:
         return self._portal.call(self.rag.delete, doc_ids)
 
-    def search(self, question: str, k: int | None = None, filter: str = "") -> list[Source]:
-        return self._portal.call(self.rag.search, question, k, filter)
+    def search(
+        self, question: str, k: int | None = None, filter: str = "", mode: SearchMode | None = None
+    ) -> list[Source]:
+        return self._portal.call(self.rag.search, question, k, filter, mode)
 
-    def ask(self, question: str, k: int | None = None, filter: str = "") -> Answer:
-        answer: Answer = self._portal.call(self.rag.ask, question, k, filter)
+    def ask(self, question: str, k: int | None = None, filter: str = "", mode: SearchMode | None = None) -> Answer:
+        answer: Answer = self._portal.call(self.rag.ask, question, k, filter, None, mode)
         return answer
 
     def stats(self) -> CollectionStats:

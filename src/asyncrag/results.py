@@ -9,12 +9,20 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Source:
-    """One retrieved chunk: what an answer may cite."""
+    """One retrieved chunk: what an answer may cite, and where a reader finds it.
+
+    `start`/`end` are the chunk's character offsets in its page (PDF) or file, so a reader can
+    check the passage; `heading` is the Markdown section it sits in. They are None where unknown
+    (chunks stored before they were recorded; stretches of files too big to read at once).
+    """
 
     text: str
     score: float
     source: str
     page: int | None = None
+    start: int | None = None
+    end: int | None = None
+    heading: str | None = None
 
     @property
     def citation(self) -> str:

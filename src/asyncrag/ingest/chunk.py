@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from llama_index.core.node_parser import SentenceSplitter
-from llama_index.core.schema import BaseNode, Document, NodeRelationship, RelatedNodeInfo
+from llama_index.core.schema import BaseNode, Document, NodeRelationship, RelatedNodeInfo, TextNode
 
 from asyncrag.errors import ConfigError
 
 # Room for [CLS]/[SEP] and the "key: value\n\n" glue that LlamaIndex puts around embedded metadata.
 RESERVED_TOKENS = 8
+MARKDOWN_SUFFIXES = (".md", ".markdown")
+_HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
+HIDDEN_METADATA = ("position", "version", "heading")  # stored and shown, but neither embedded nor given to the LLM
 
 
 @dataclass(frozen=True)
@@ -76,25 +81,49 @@ def make_splitter(spec: ChunkSpec) -> SentenceSplitter:
     )
 
 
+class _Headings:
+    """The Markdown section each offset of a text is in: its nearest heading above."""
+
+    def __init__(self, text: str) -> None:
+        found = [(m.start(), m.group(1)) for m in _HEADING.finditer(text)]
+        self._starts = [start for start, _ in found]
+        self._titles = [title for _, title in found]
+
+    def at(self, offset: int) -> str | None:
+        i = bisect.bisect_right(self._starts, offset) - 1
+        return self._titles[i] if i >= 0 else None
+
+
 def chunk(
     splitter: SentenceSplitter, docs: list[Document], doc_id: str, version: str, unit: int | None = None
 ) -> list[BaseNode]:
-    """Chunks with stable ids, their document and version, and their position (0, 1, ...) within
-    their page (or unit of a big file).
+    """Chunks with stable ids, their document and version, their position (0, 1, ...) within
+    their page (or unit of a big file), and where a reader finds them.
 
     Every chunk's ref_doc_id (Milvus's `doc_id` field) is its document's id, so that deleting a
-    document deletes all of its pages' chunks; `version` tells its versions apart.
+    document deletes all of its pages' chunks; `version` tells its versions apart. The splitter
+    records each chunk's character span in its page or file; in a stretch of a big file the span
+    would be the stretch's, which no reader could use, so it is dropped there.
     """
-    nodes = splitter.get_nodes_from_documents(docs)
+    nodes: list[TextNode] = splitter.get_nodes_from_documents(docs)  # type: ignore[assignment]
+    headings = {
+        doc.doc_id: _Headings(doc.text)
+        for doc in docs
+        if str(doc.metadata.get("source", "")).lower().endswith(MARKDOWN_SUFFIXES)
+    }
     positions: dict[int | None, int] = {}
     for node in nodes:
         page = node.metadata.get("page")
         position = positions[page] = positions.get(page, -1) + 1
+        sections = headings.get(node.ref_doc_id or "")
+        if unit is not None:
+            node.start_char_idx = node.end_char_idx = None
+        elif sections and node.start_char_idx is not None and (heading := sections.at(node.start_char_idx)):
+            node.metadata["heading"] = heading
         node.id_ = node_id(doc_id, version, unit, page, position)
         node.metadata["position"] = position
         node.metadata["version"] = version
         node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=doc_id)
-        for hidden in ("position", "version"):
-            node.excluded_embed_metadata_keys.append(hidden)
-            node.excluded_llm_metadata_keys.append(hidden)
-    return nodes
+        node.excluded_embed_metadata_keys.extend(HIDDEN_METADATA)
+        node.excluded_llm_metadata_keys.extend(HIDDEN_METADATA)
+    return list[BaseNode](nodes)

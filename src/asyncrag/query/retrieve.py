@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import asyncio
 
-from llama_index.core.vector_stores.types import BasePydanticVectorStore, VectorStoreQuery
+from llama_index.core.schema import BaseNode
+from llama_index.core.vector_stores.types import BasePydanticVectorStore, VectorStoreQuery, VectorStoreQueryMode
 from pymilvus.exceptions import MilvusException
 
+from asyncrag.config import SearchMode
 from asyncrag.embed import Embedder
 from asyncrag.errors import FilterError, StoreError, one_line
 from asyncrag.results import Source
 from asyncrag.store import expr
 from asyncrag.store.coalesce import Coalescer
+
+QUERY_MODES = {
+    "dense": VectorStoreQueryMode.DEFAULT,
+    "sparse": VectorStoreQueryMode.SPARSE,
+    "hybrid": VectorStoreQueryMode.HYBRID,
+}
 
 
 class Retriever:
@@ -28,10 +36,38 @@ class Retriever:
     async def _embed_batch(self, _: None, texts: list[str]) -> list[list[float]]:
         return await asyncio.to_thread(self.embedder.embed, texts)
 
-    async def retrieve(self, question: str, k: int = 5, filter: str = "") -> list[Source]:
-        """The top `k` chunks; `filter` is the user's Milvus expression (StoreError if it is invalid)."""
+    def mode_for(self, mode: SearchMode) -> str:
+        """The mode to run: "auto" is hybrid where the collection has a BM25 field, else dense."""
+        sparse = getattr(self.store, "builtin_sparse", False)
+        if mode == "auto":
+            return "hybrid" if sparse else "dense"
+        if mode != "dense" and not sparse:
+            name = getattr(self.store, "collection_name", "the collection")
+            if not getattr(self.store, "server_has_bm25", True):
+                raise StoreError(
+                    f"--mode {mode} needs BM25, which this Milvus server lacks (it arrived in Milvus 2.5): "
+                    "use --mode dense, or a newer server"
+                )
+            raise StoreError(
+                f"collection {name!r} has no BM25 field (it was made before hybrid search): "
+                "run `asyncrag reindex` to add it, or use --mode dense"
+            )
+        return mode
+
+    async def retrieve(self, question: str, k: int = 5, filter: str = "", mode: SearchMode = "auto") -> list[Source]:
+        """The top `k` chunks; `filter` is the user's Milvus expression (FilterError if it is invalid).
+
+        Dense and hybrid searches embed the question (batched with concurrent ones); a sparse
+        (BM25) search needs no embedding: Milvus scores the words.
+        """
         filter = expr.user_filter(filter)
-        query = VectorStoreQuery(query_embedding=await self.embed_query(question), similarity_top_k=k)
+        run = self.mode_for(mode)
+        query = VectorStoreQuery(
+            query_embedding=None if run == "sparse" else await self.embed_query(question),
+            query_str=question,
+            similarity_top_k=k,
+            mode=QUERY_MODES[run],
+        )
         try:
             result = await self.store.aquery(query, string_expr=filter)
         except MilvusException as e:
@@ -39,11 +75,18 @@ class Retriever:
                 raise FilterError(f"invalid filter {filter!r}: {one_line(e.message)}") from None
             raise StoreError(f"search failed: {one_line(e.message)}") from None
         return [
-            Source(
-                text=node.get_content(),
-                score=float(score),
-                source=str(node.metadata.get("source", "?")),
-                page=node.metadata.get("page"),
-            )
+            _source(node, float(score))
             for node, score in zip(result.nodes or [], result.similarities or [], strict=True)
         ]
+
+
+def _source(node: BaseNode, score: float) -> Source:
+    return Source(
+        text=node.get_content(),
+        score=score,
+        source=str(node.metadata.get("source", "?")),
+        page=node.metadata.get("page"),
+        start=getattr(node, "start_char_idx", None),
+        end=getattr(node, "end_char_idx", None),
+        heading=node.metadata.get("heading"),
+    )

@@ -2,6 +2,10 @@
 
 A collection remembers the embedding model that filled it (a collection property); opening
 it with another model is an error, since its vectors would not be comparable.
+
+New collections get a BM25 field that Milvus fills from the chunk text (for sparse and hybrid
+search) where the server has BM25: Milvus Lite, and Milvus 2.5 or later. Collections made
+without it (older asyncrag, Milvus 2.3/2.4) keep working for dense search.
 """
 
 from __future__ import annotations
@@ -9,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 from pathlib import Path
 from typing import Any
 
-from pymilvus import MilvusClient
+from llama_index.vector_stores.milvus.utils import BM25BuiltInFunction
+from pymilvus import FunctionType, MilvusClient
 from pymilvus.exceptions import MilvusException
 
 from asyncrag.embed.base import Embedder
@@ -24,6 +30,9 @@ from asyncrag.store.vector_store import CoalescingMilvusVectorStore
 MODEL_PROPERTY = "asyncrag.embed_model"  # the model's identity (embed/base.py)
 MODEL_NAME_PROPERTY = "asyncrag.embed_model_name"
 EMBEDDING_FIELD = "embedding"
+TEXT_FIELD = "text"  # LlamaIndex's text field; BM25 reads it
+SPARSE_FIELD = "sparse_embedding"
+BM25_SINCE = (2, 5)  # the first Milvus server version with BM25 functions
 CONNECT_TIMEOUT_S = 10.0
 # Per write or delete to a server; the ingest pipeline retries a few times on top. Milvus Lite runs
 # in this process and cannot go down on its own: no deadline there (a big upsert on a loaded
@@ -128,6 +137,28 @@ def collection_model(client: MilvusClient, collection: str) -> tuple[str | None,
     return properties.get(MODEL_PROPERTY), properties.get(MODEL_NAME_PROPERTY), dim
 
 
+def server_has_bm25(client: MilvusClient) -> bool:
+    """Whether the server can make BM25 fields: Milvus Lite 3, or a server >= 2.5 (its version
+    string is 'v2.3.5-lite' for the PyPI server, '...Compatible with Milvus 2.6' on Zilliz Cloud)."""
+    version = client.get_server_version()
+    if version.startswith("milvus_lite"):
+        return True
+    found = re.search(r"(\d+)\.(\d+)", version)
+    return found is None or (int(found[1]), int(found[2])) >= BM25_SINCE
+
+
+def bm25_function(info: dict[str, Any]) -> BM25BuiltInFunction | None:
+    """The collection's BM25 function, as LlamaIndex's store wants it; None for dense-only collections."""
+    for function in info.get("functions", []):
+        if function.get("type") == FunctionType.BM25:
+            return BM25BuiltInFunction(
+                input_field_names=list(function["input_field_names"]),
+                output_field_names=list(function["output_field_names"]),
+                function_name=function["name"],
+            )
+    return None
+
+
 def open_store(
     client: MilvusClient,
     uri: str,
@@ -144,7 +175,10 @@ def open_store(
     same model, known by its weights.
     """
     exists = client.has_collection(collection)
+    has_bm25 = server_has_bm25(client)
+    sparse = BM25BuiltInFunction(TEXT_FIELD, SPARSE_FIELD, function_name="bm25") if has_bm25 else None
     if exists:
+        sparse = bm25_function(client.describe_collection(collection))
         identity, name, stored_dim = collection_model(client, collection)
         # Collections from before identities were recorded hold the model's name there.
         same = identity is None or identity in (embedder.identity, embedder.name)
@@ -168,6 +202,9 @@ def open_store(
             similarity_metric="COSINE",
             consistency_level=consistency_level,
             upsert_mode=True,  # a retried or resumed write overwrites instead of duplicating
+            enable_sparse=sparse is not None,
+            sparse_embedding_function=sparse,
+            sparse_embedding_field=sparse.output_field_names[0] if sparse else SPARSE_FIELD,
             collection_properties=None
             if exists
             else {MODEL_PROPERTY: embedder.identity, MODEL_NAME_PROPERTY: embedder.name},
@@ -175,6 +212,7 @@ def open_store(
             **client_options(uri),
         )
         store.request_timeout_s = None if is_local(uri) else REQUEST_TIMEOUT_S
+        store.server_has_bm25 = has_bm25
         if create:
             manifest.ensure(client, collection)
     except MilvusException as e:

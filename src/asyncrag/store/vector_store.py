@@ -5,8 +5,9 @@ fields), filters, deletes and every sync path are the official store's: collecti
 either class read the same with both. Only the two hot async paths change:
 
 - `async_add`: nodes from concurrent callers share insert requests (bounded by rows and bytes);
-- dense `aquery`: queries with the same top-k, filter, output fields and search params become
-  one multi-vector search whose per-query hits go back to each caller.
+- `aquery` in every mode (dense, sparse = BM25, hybrid = both fused): queries with the same mode,
+  top-k, filter, output fields and search params become one multi-query search (or hybrid
+  search) whose per-query hits go back to each caller.
 
 Where the time goes (profiled; 1000 one-node calls, dim 768, 2 cores). Per request, the client
 (pymilvus, gRPC) and Milvus spend ~1-3 ms however small the request; batching removes that.
@@ -47,7 +48,8 @@ from llama_index.core.vector_stores.utils import node_to_metadata_dict
 from llama_index.vector_stores.milvus import MilvusVectorStore
 from llama_index.vector_stores.milvus.base import MILVUS_ID_FIELD
 from pydantic import PrivateAttr
-from pymilvus import AsyncMilvusClient
+from pymilvus import AnnSearchRequest, AsyncMilvusClient, RRFRanker, WeightedRanker
+from pymilvus import Function as BaseMilvusBuiltInFunction  # LlamaIndex's built-in sparse functions
 from pymilvus.exceptions import ConnectError, ConnectionNotExistException, MilvusUnavailableException, ParamError
 
 from asyncrag.store import expr
@@ -55,7 +57,9 @@ from asyncrag.store.coalesce import Coalescer, ItemError
 
 Row = dict[str, Any]
 InsertKey = tuple[str | None, int]  # partition, vector length
-SearchKey = tuple[int, str, tuple[str, ...], str, tuple[str, ...] | None, int]
+# mode, top-k, filter, output fields, search params (JSON), partitions, vector length
+SearchKey = tuple[str, int, str, tuple[str, ...], str, tuple[str, ...] | None, int]
+BM25_PARAMS = {"metric_type": "BM25"}  # no drop_ratio_search: a short query's every term counts
 
 # Node fields that `_parse_from_milvus_results` reads from a hit, besides the text field and
 # the store's `output_fields`.
@@ -82,7 +86,16 @@ class _Chunk(NamedTuple):
 
 
 _Inserts = Coalescer[InsertKey, _Chunk, list[str]]
-_Searches = Coalescer[SearchKey, list[float], list[Hit]]
+
+
+class _Query(NamedTuple):
+    """One caller's query: its vector (dense, hybrid), its text (sparse, hybrid)."""
+
+    vector: list[float] | None
+    text: str | None
+
+
+_Searches = Coalescer[SearchKey, _Query, list[Hit]]
 
 
 def _worth_splitting(error: BaseException) -> bool:
@@ -109,6 +122,10 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
     max_search_batch: int = 1000  # query vectors per search request (Lite pays a fixed cost per search)
     max_wait_s: float = 0.002  # how long the first request of a batch waits for company
     max_in_flight: int = 4  # concurrent requests per kind (backpressure)
+    # Candidates each side (dense, BM25) of a hybrid search brings to the fusion, at least top-k:
+    # a passage ranked 12th by one side and 3rd by the other must be there to be fused.
+    hybrid_candidates: int = 20
+    server_has_bm25: bool = True  # whether the server could make a BM25 field (open_store knows)
     # A deadline for each write and delete: pymilvus retries a server that does not answer until
     # then (none: for ever), so a server that is down shows up as an error in bounded time.
     request_timeout_s: float | None = None
@@ -155,7 +172,7 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
         inserts, _ = self._coalescers_for_loop()  # fails like the official store without an async client
         if add_kwargs.get("force_flush"):
             raise NotImplementedError(FORCE_FLUSH_UNSUPPORTED)
-        if self.enable_sparse:  # sparse rows need the official per-call encoding path
+        if self.enable_sparse and not self.builtin_sparse:  # client-side sparse vectors: the official path
             ids: list[str] = await super().async_add(list(nodes), **add_kwargs)
             return ids
         partition = add_kwargs.get("milvus_partition_name")
@@ -165,25 +182,53 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
         parts = await asyncio.gather(*(inserts.submit(self._insert_key(partition, c), c) for c in chunks))
         return [node_id for part in parts for node_id in part]
 
+    @property
+    def builtin_sparse(self) -> bool:
+        """Whether Milvus itself makes the sparse vectors (BM25 from the text field)."""
+        return self.enable_sparse and isinstance(self.sparse_embedding_function, BaseMilvusBuiltInFunction)
+
     async def _async_default_search(
         self, query: Any, string_expr: str, output_fields: list[str], **kwargs: Any
     ) -> tuple[list[BaseNode], list[float], list[str]]:
+        return await self._coalesced_search("dense", query, string_expr, output_fields, **kwargs)
+
+    async def _async_sparse_search(
+        self, query: Any, string_expr: str, output_fields: list[str], **kwargs: Any
+    ) -> tuple[list[BaseNode], list[float], list[str]]:
+        if not self.builtin_sparse:
+            return await super()._async_sparse_search(query, string_expr, output_fields, **kwargs)
+        return await self._coalesced_search("sparse", query, string_expr, output_fields, **kwargs)
+
+    async def _async_hybrid_search(
+        self, query: Any, string_expr: str, output_fields: list[str], **kwargs: Any
+    ) -> tuple[list[BaseNode], list[float], list[str]]:
+        if not self.builtin_sparse:
+            return await super()._async_hybrid_search(query, string_expr, output_fields, **kwargs)
+        return await self._coalesced_search("hybrid", query, string_expr, output_fields, **kwargs)
+
+    async def _coalesced_search(
+        self, mode: str, query: Any, string_expr: str, output_fields: list[str], **kwargs: Any
+    ) -> tuple[list[BaseNode], list[float], list[str]]:
         _, searches = self._coalescers_for_loop()
-        embedding = query.query_embedding
-        if embedding is None:  # pymilvus's error type for it, raised before it can join a batch
-            raise ParamError(message="aquery needs query.query_embedding for a dense search, and it is None")
+        vector = None
+        if mode != "sparse":
+            if query.query_embedding is None:  # pymilvus's error type, raised before it can join a batch
+                raise ParamError(message=f"aquery needs query.query_embedding for a {mode} search, and it is None")
+            vector = list(query.query_embedding)
+        if mode != "dense" and not query.query_str:
+            raise ParamError(message=f"aquery needs query.query_str for a {mode} search, and it is empty")
         params = kwargs.get("milvus_search_config", self.search_config)
         partitions = kwargs.get("milvus_partition_names")
-        vector = list(embedding)
         key: SearchKey = (
+            mode,
             query.similarity_top_k,
             string_expr,
             tuple(output_fields),
             json.dumps(params, sort_keys=True),
             tuple(partitions) if partitions else None,
-            len(vector),  # a wrong-sized vector gets a batch of its own: it can only fail itself
+            len(vector or ()),  # a wrong-sized vector gets a batch of its own: it can only fail itself
         )
-        hits = await searches.submit(key, vector)
+        hits = await searches.submit(key, _Query(vector, query.query_str if mode != "dense" else None))
         return self._parse_from_milvus_results([hits])
 
     async def aflush_pending(self) -> None:
@@ -379,16 +424,46 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
         self._search_fields[output_fields] = fields
         return fields
 
-    async def _search_batch(self, key: SearchKey, vectors: list[list[float]]) -> Sequence[list[Hit]]:
-        limit, expr, output_fields, params, partitions, _ = key
-        hits: Sequence[list[Hit]] = await self.async_client.search(
-            collection_name=self.collection_name,
-            data=vectors,
-            filter=expr,
-            limit=limit,
-            output_fields=self.fields_to_fetch(output_fields),
-            search_params=json.loads(params),
-            anns_field=self.embedding_field,
-            partition_names=list(partitions) if partitions else None,
-        )
+    async def _search_batch(self, key: SearchKey, queries: list[_Query]) -> Sequence[list[Hit]]:
+        """One search request for every query of the batch (a hybrid one: a dense and a BM25
+        request over the same queries, fused by Milvus)."""
+        mode, limit, filter, output_fields, params, partitions, _ = key
+        common: dict[str, Any] = {
+            "limit": limit,
+            "output_fields": self.fields_to_fetch(output_fields),
+            "partition_names": list(partitions) if partitions else None,
+        }
+        client = self.async_client
+        hits: Sequence[list[Hit]]
+        if mode != "hybrid":
+            dense = mode == "dense"
+            hits = await client.search(
+                self.collection_name,
+                data=[q.vector if dense else q.text for q in queries],
+                filter=filter,
+                search_params=json.loads(params) if dense else BM25_PARAMS,
+                anns_field=self.embedding_field if dense else self.sparse_embedding_field,
+                **common,
+            )
+            return hits if dense else [self._bm25_scores(h) for h in hits]
+        depth = max(limit, self.hybrid_candidates)
+        dense_params = {"metric_type": self.similarity_metric, "params": json.loads(params)}
+        requests = [
+            AnnSearchRequest([q.vector for q in queries], self.embedding_field, dense_params, depth, expr=filter),
+            AnnSearchRequest([q.text for q in queries], self.sparse_embedding_field, BM25_PARAMS, depth, expr=filter),
+        ]
+        hits = await client.hybrid_search(self.collection_name, requests, ranker=self._ranker(), **common)
         return hits
+
+    @staticmethod
+    def _bm25_scores(hits: list[Hit]) -> list[Hit]:
+        """BM25 scores as positive numbers, higher is better: Milvus Lite returns them negated."""
+        for hit in hits:
+            hit["distance"] = abs(hit["distance"])
+        return hits
+
+    def _ranker(self) -> RRFRanker | WeightedRanker:
+        """The fusion the store was configured with: reciprocal rank fusion (k=60) by default."""
+        if self.hybrid_ranker == "WeightedRanker":
+            return WeightedRanker(*self.hybrid_ranker_params.get("weights", [1.0, 1.0]))
+        return RRFRanker(self.hybrid_ranker_params.get("k", 60))
