@@ -97,3 +97,35 @@ async def test_span_locates_the_cited_passage_in_its_file(hashed: AsyncRAG) -> N
         assert hit.start is not None and hit.end is not None
         assert Path(hit.source).read_text()[hit.start : hit.end] == hit.text
         assert hit.heading in {"The Kestrel Valley Tea Cooperative", "History", "Governance", "Gardens"}
+
+
+async def test_reindex_adds_bm25_keeping_every_chunk_and_record(lite_uri: str, hash_embedder) -> None:
+    MilvusVectorStore(uri=lite_uri, collection_name="old", dim=hash_embedder.dim, embedding_field="embedding")
+    milvus.release_lite(lite_uri)
+    async with AsyncRAG(embedder=hash_embedder, uri=lite_uri, collection="old", llm="none") as rag:
+        await rag.ingest([str(CORPUS)])
+        before = {(h.source, h.text) for h in await rag.search("tea", k=50, mode="dense")}
+        documents = await rag.documents()
+        assert await rag.reindex() == len(before)
+        assert await rag.reindex() is None  # nothing left to do
+        assert (await rag.store()).builtin_sparse
+        assert {(h.source, h.text) for h in await rag.search("tea", k=50, mode="dense")} == before
+        assert "Lindqvist" in (await rag.search("Lindqvist", k=1, mode="sparse"))[0].text
+        assert await rag.documents() == documents
+        unchanged = await rag.ingest([str(CORPUS)])
+        assert unchanged.counts()["unchanged"] == len(documents)
+        assert [c.name for c in await rag.collections()] == ["old"]
+
+
+async def test_reindex_finishes_a_swap_that_a_kill_interrupted(lite_uri: str, hash_embedder) -> None:
+    from asyncrag.store import reindex
+
+    async with AsyncRAG(embedder=hash_embedder, uri=lite_uri, collection="c", llm="none") as rag:
+        await rag.ingest([str(CORPUS / "about.md")])
+        chunks = (await rag.stats()).chunks
+        await rag.aclose()
+        client = milvus.connect(lite_uri)
+        client.rename_collection("c", reindex.temporary_name("c"))  # killed between the drop and the rename
+        client.close()
+        assert await rag.reindex() is None
+        assert (await rag.stats()).chunks == chunks

@@ -302,6 +302,16 @@ def stats(collection: Collection = None, uri: Uri = None, token: Token = None, j
     _print_stats([_run({"collection": collection, "uri": uri, "token": token}, lambda rag: rag.stats())], json_out)
 
 
+@app.command("reindex")
+def reindex_cmd(collection: Collection = None, uri: Uri = None, token: Token = None) -> None:
+    """Add the BM25 field (sparse and hybrid search) to a collection made without it; no re-embedding."""
+    copied = _run({"collection": collection, "uri": uri, "token": token}, lambda rag: rag.reindex())
+    if copied is None:
+        out.print("the collection already has its BM25 field: nothing to do")
+    else:
+        out.print(f"{copied} chunks copied into the new schema: sparse and hybrid search work now", highlight=False)
+
+
 @app.command()
 def collections(uri: Uri = None, token: Token = None, json_out: Json = False) -> None:
     """Every collection at the URI."""

@@ -29,7 +29,7 @@ from asyncrag.llm import ChatModel, load_llm
 from asyncrag.query.answer import retrieval_only, stream_answer
 from asyncrag.query.retrieve import Retriever
 from asyncrag.results import Answer, CollectionStats, DocumentInfo, IngestReport, Source
-from asyncrag.store import milvus
+from asyncrag.store import milvus, reindex
 from asyncrag.store.manifest import Manifest
 from asyncrag.store.manifest import ensure as ensure_manifest
 from asyncrag.store.vector_store import CoalescingMilvusVectorStore
@@ -88,10 +88,7 @@ class AsyncRAG:
     async def aclose(self) -> None:
         """Finish pending writes and searches and close the Milvus clients."""
         if self._store is not None:
-            await self._store.aflush_pending()
-            if self._store.aclient is not None:
-                await self._store.aclient.close()
-            self._store.client.close()
+            await _close(self._store)
             self._store = None
             self._retriever = None
 
@@ -266,6 +263,33 @@ class AsyncRAG:
         return Answer("".join(pieces).strip(), sources, llm=llm.name)
 
     @_milvus_errors
+    async def reindex(self) -> int | None:
+        """Give the collection today's schema (a BM25 field, for sparse and hybrid search),
+        keeping its vectors: nothing is embedded again. Returns the rows copied, or None when the
+        collection already has it. Safe to kill and run again (store/reindex.py)."""
+        s = self.settings
+        client = milvus.connect(s.uri, s.token)
+        try:
+            if reindex.finish_interrupted(client, s.collection):
+                log.info("finished the swap of a reindex that was interrupted")
+            old = await self.store()  # the collection's model must be the configured one
+            if old.builtin_sparse:
+                return None
+            if not old.server_has_bm25:
+                raise StoreError(f"Milvus at {s.uri} has no BM25 (it arrived in Milvus 2.5): nothing to add")
+            temp = reindex.temporary_name(s.collection)
+            if client.has_collection(temp):  # a copy that a killed run left incomplete
+                client.drop_collection(temp)
+            copy = milvus.open_store(client, s.uri, temp, embedder=await self.embedder(), token=s.token)
+            await _close(copy)
+            copied = await asyncio.to_thread(reindex.copy_rows, client, s.collection, temp)
+            await self.aclose()
+            await asyncio.to_thread(reindex.swap, client, s.collection)
+            return copied
+        finally:
+            client.close()
+
+    @_milvus_errors
     async def stats(self) -> CollectionStats:
         """Documents, chunks, embedding model and dimension of this collection (no model is loaded)."""
         s = self.settings
@@ -286,6 +310,13 @@ class AsyncRAG:
             return [await asyncio.to_thread(milvus.stats, client, name) for name in names]
         finally:
             client.close()
+
+
+async def _close(store: CoalescingMilvusVectorStore) -> None:
+    await store.aflush_pending()
+    if store.aclient is not None:
+        await store.aclient.close()
+    store.client.close()
 
 
 class RAG:
@@ -327,6 +358,10 @@ class RAG:
     def ask(self, question: str, k: int | None = None, filter: str = "", mode: SearchMode | None = None) -> Answer:
         answer: Answer = self._portal.call(self.rag.ask, question, k, filter, None, mode)
         return answer
+
+    def reindex(self) -> int | None:
+        copied: int | None = self._portal.call(self.rag.reindex)
+        return copied
 
     def stats(self) -> CollectionStats:
         stats: CollectionStats = self._portal.call(self.rag.stats)

@@ -24,7 +24,7 @@ from pymilvus.exceptions import MilvusException
 from asyncrag.embed.base import Embedder
 from asyncrag.errors import StoreError, one_line
 from asyncrag.results import CollectionStats
-from asyncrag.store import manifest
+from asyncrag.store import manifest, reindex
 from asyncrag.store.vector_store import CoalescingMilvusVectorStore
 
 MODEL_PROPERTY = "asyncrag.embed_model"  # the model's identity (embed/base.py)
@@ -220,14 +220,17 @@ def open_store(
     return store
 
 
-def is_manifest(name: str, names: set[str]) -> bool:
-    """A collection's companion (store/manifest.py), not a collection of its own."""
-    return name.endswith(manifest.SUFFIX) and name.removesuffix(manifest.SUFFIX) in names
+def is_companion(name: str, names: set[str]) -> bool:
+    """A collection's document records (store/manifest.py), or a copy `reindex` is making of it:
+    not a collection of its own."""
+    return (name.endswith(manifest.SUFFIX) and name.removesuffix(manifest.SUFFIX) in names) or name.endswith(
+        reindex.SUFFIX
+    )
 
 
 def collection_names(client: MilvusClient) -> list[str]:
     names = set(client.list_collections())
-    return sorted(n for n in names if not is_manifest(n, names))
+    return sorted(n for n in names if not is_companion(n, names))
 
 
 def stats(client: MilvusClient, collection: str) -> CollectionStats:

@@ -1,0 +1,49 @@
+"""Rebuild a collection in today's schema (a BM25 field for hybrid search), keeping its vectors.
+
+Milvus cannot add a function field to an existing collection, so the rows are copied, embeddings
+and all (nothing is embedded again), into `<name>__reindex`, which then takes the old
+collection's place. A run killed at any point leaves either the old collection whole (and a
+partial copy, which the next run drops and makes again) or, between the drop and the rename,
+the complete copy under the temporary name, which the next run renames into place.
+"""
+
+from __future__ import annotations
+
+from pymilvus import MilvusClient
+
+SUFFIX = "__reindex"
+BATCH_ROWS = 1000
+
+
+def temporary_name(collection: str) -> str:
+    return collection + SUFFIX
+
+
+def finish_interrupted(client: MilvusClient, collection: str) -> bool:
+    """Finish a swap that a killed run left half done; whether there was one."""
+    temp = temporary_name(collection)
+    if client.has_collection(collection) or not client.has_collection(temp):
+        return False
+    client.rename_collection(temp, collection)
+    return True
+
+
+def copy_rows(client: MilvusClient, source: str, target: str) -> int:
+    """Every row of `source` into `target` (upserts: a retried batch cannot duplicate)."""
+    copied = 0
+    iterator = client.query_iterator(source, batch_size=BATCH_ROWS, filter="", output_fields=["*"])
+    try:
+        while rows := iterator.next():
+            client.upsert(target, rows)
+            copied += len(rows)
+    finally:
+        iterator.close()
+    client.flush(target)
+    return copied
+
+
+def swap(client: MilvusClient, collection: str) -> None:
+    """The complete copy takes the collection's place (its document records stay: same name)."""
+    client.drop_collection(collection)
+    client.rename_collection(temporary_name(collection), collection)
+    client.load_collection(collection)
