@@ -110,7 +110,8 @@ def test_ask_json_no_llm_shape(cli_home: dict[str, str]) -> None:
     result = run(cli_home, "ask", "Do you ship abroad?", "--json", "--no-llm", "-k", "2", "--llm", "bogus")
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
-    assert set(answer) == {"answer", "sources", "llm"}
+    assert set(answer) == {"answer", "cited", "sources", "llm"}
+    assert answer["cited"] == [1, 2]  # the passages themselves, numbered
     assert answer["llm"] == {"ok": True, "model": None, "error": None}  # no LLM wanted: none failed
     assert isinstance(answer["answer"], str)
     assert len(answer["sources"]) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -45,9 +46,20 @@ class Answer:
     llm: str | None = None
     llm_error: str | None = None
 
+    @property
+    def cited(self) -> list[int]:
+        """The source numbers (sorted) that the answer cites as [n] and that are among its sources.
+
+        A small LLM may write [7] with three sources; such a number cites nothing and is left
+        out, so each number here maps to `sources[n - 1]`.
+        """
+        numbers = (int(n) for n in re.findall(r"\[(\d{1,4})\]", self.answer))
+        return sorted({n for n in numbers if 1 <= n <= len(self.sources)})
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "answer": self.answer,
+            "cited": self.cited,
             "sources": [s.to_dict() for s in self.sources],
             "llm": {"ok": self.llm_error is None, "model": self.llm, "error": self.llm_error},
         }
