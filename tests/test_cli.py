@@ -139,7 +139,7 @@ def test_stats_json(cli_home: dict[str, str]) -> None:
     rows = json.loads(result.stdout)
     assert len(rows) == 1
     row = rows[0]
-    assert set(row) == {"name", "documents", "chunks", "embed_model", "dim"}
+    assert set(row) == {"name", "documents", "chunks", "embed_model", "dim", "bm25"} and row["bm25"] is True
     assert row["name"] == "corpus" and row["documents"] == 4
     assert row["chunks"] == json.loads(cli_home["_REPORT"])["chunks"]
     assert row["embed_model"] == "sentence-transformers/all-MiniLM-L6-v2" and row["dim"] == 384

@@ -322,9 +322,10 @@ def _print_stats(rows: list[CollectionStats], json_out: bool) -> None:
     if json_out:
         out.print_json(json.dumps([r.to_dict() for r in rows]))
         return
-    table = Table("collection", "documents", "chunks", "embedding model", "dim")
+    table = Table("collection", "documents", "chunks", "embedding model", "dim", "search modes")
     for r in rows:
-        table.add_row(r.name, str(r.documents), str(r.chunks), r.embed_model or "?", str(r.dim or "?"))
+        modes = "dense, sparse, hybrid" if r.bm25 else "dense"
+        table.add_row(r.name, str(r.documents), str(r.chunks), r.embed_model or "?", str(r.dim or "?"), modes)
     out.print(table)
 
 

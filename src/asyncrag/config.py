@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     top_k: int = Field(3, ge=1, le=TOP_K_MAX)  # small local LLMs answer best from few sources
     # "auto": hybrid (dense + BM25, fused) where the collection has a BM25 field, else dense.
     search_mode: SearchMode = "auto"
+    bm25: bool = True  # new collections get a BM25 field where the server has BM25 (Milvus Lite, Milvus >= 2.5)
 
     # 0: parse in one thread beside the embedder (fastest when parsing is light: PDFium is C);
     # N: N parser processes, for corpora whose parsing is heavy pure Python (HTML).

@@ -126,6 +126,7 @@ class AsyncRAG:
                     create=create,
                     token=s.token,
                     consistency_level=s.consistency_level,
+                    bm25=s.bm25,
                 )
                 self._created = create
             finally:

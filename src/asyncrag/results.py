@@ -166,6 +166,7 @@ class CollectionStats:
     chunks: int
     embed_model: str | None
     dim: int | None
+    bm25: bool = False  # whether it has the BM25 field that sparse and hybrid search need
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -168,15 +168,17 @@ def open_store(
     create: bool = False,
     token: str = "",
     consistency_level: str = "Strong",
+    bm25: bool = True,
 ) -> CoalescingMilvusVectorStore:
-    """The collection's store; `create` (ingest) makes it, and its manifest, where missing.
+    """The collection's store; `create` (ingest) makes it, and its manifest, where missing, with
+    a BM25 field if `bm25` and the server can (an existing collection keeps its schema).
 
     `client` (from `connect`) vets an existing collection first: its vectors must come from the
     same model, known by its weights.
     """
     exists = client.has_collection(collection)
     has_bm25 = server_has_bm25(client)
-    sparse = BM25BuiltInFunction(TEXT_FIELD, SPARSE_FIELD, function_name="bm25") if has_bm25 else None
+    sparse = BM25BuiltInFunction(TEXT_FIELD, SPARSE_FIELD, function_name="bm25") if has_bm25 and bm25 else None
     if exists:
         sparse = bm25_function(client.describe_collection(collection))
         identity, name, stored_dim = collection_model(client, collection)
@@ -252,4 +254,5 @@ def stats(client: MilvusClient, collection: str) -> CollectionStats:
         finally:
             iterator.close()
         documents = len(seen)
-    return CollectionStats(collection, documents, chunks, name, dim)
+    bm25 = bm25_function(client.describe_collection(collection)) is not None
+    return CollectionStats(collection, documents, chunks, name, dim, bm25)
