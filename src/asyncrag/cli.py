@@ -23,6 +23,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from asyncrag import evaluate
 from asyncrag.errors import AsyncRAGError
 from asyncrag.query.answer import citations
 from asyncrag.rag import AsyncRAG
@@ -370,6 +371,70 @@ def serve(
         )
     app_ = create_app(settings, options=options)
     uvicorn.run(app_, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
+
+
+@app.command("eval")
+def eval_cmd(
+    qa_file: Annotated[Path, typer.Argument(help="Questions and what a relevant chunk holds, one JSON object a line")],
+    mode: Annotated[str, typer.Option(help="Search modes to compare, comma-separated")] = ",".join(evaluate.MODES),
+    k: Annotated[int, typer.Option("-k", "--top-k", help="How many chunks count (hit@k, MRR, nDCG@k)")] = 5,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON here")] = None,
+    chart: Annotated[Path | None, typer.Option(help="Write a PNG chart comparing the modes here")] = None,
+    collection: Collection = None,
+    uri: Uri = None,
+    token: Token = None,
+) -> None:
+    """Measure retrieval on QA_FILE: hit@k, MRR, nDCG@k and latency per mode, and the questions missed."""
+    modes = [m.strip() for m in mode.split(",") if m.strip()]
+    if not modes or any(m not in evaluate.MODES for m in modes):
+        raise typer.BadParameter(f"{mode!r}: use a comma-separated list of {', '.join(evaluate.MODES)}")
+
+    async def work(rag: AsyncRAG) -> evaluate.Report:
+        questions = evaluate.load_questions(qa_file)
+        report = await evaluate.evaluate(lambda q, k_, m: rag.search(q, k_, mode=m), questions, modes, k)
+        if chart is not None:
+            evaluate.write_chart(report, chart)
+        return report
+
+    report = _run({"collection": collection, "uri": uri, "token": token}, work)
+    if json_path is not None:
+        json_path.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    _print_eval(report)
+
+
+def _print_eval(report: evaluate.Report) -> None:
+    """Modes side by side, then by kind, then each question some mode did not rank first."""
+    table = Table(
+        "mode", f"hit@{report.k}", "MRR", f"nDCG@{report.k}", "p50 ms", "p95 ms", title=f"{report.questions} questions"
+    )
+    for m in report.modes:
+        s = m.scores
+        table.add_row(
+            m.mode,
+            f"{s.hit:.3f}",
+            f"{s.mrr:.3f}",
+            f"{s.ndcg:.3f}",
+            f"{m.latency_ms(50):.1f}",
+            f"{m.latency_ms(95):.1f}",
+        )
+    out.print(table)
+    kinds = Table("mode", "kind", "questions", f"hit@{report.k}", "MRR")
+    for m in report.modes:
+        for kind, s in m.by_kind.items():
+            kinds.add_row(m.mode, kind, str(s.questions), f"{s.hit:.3f}", f"{s.mrr:.3f}")
+    if kinds.rows:
+        out.print(kinds)
+    missed = {o.question: o.kind for m in report.modes for o in m.misses}
+    if missed:
+        ranks = {(m.mode, o.question): o.rank for m in report.modes for o in m.outcomes}
+        misses = Table(
+            "question", "kind", *(m.mode for m in report.modes), title="not ranked first (- : not in the top k)"
+        )
+        misses.columns[0].overflow = "fold"
+        for question, its_kind in missed.items():
+            cells = [str(ranks[m.mode, question] or "-") for m in report.modes]
+            misses.add_row(escape(question), its_kind or "", *cells)
+        out.print(misses)
 
 
 def main() -> None:  # pragma: no cover

@@ -19,6 +19,10 @@ class StoreError(AsyncRAGError):
     """A Milvus problem: unreachable, a missing collection, a bad filter, a database in use."""
 
 
+class QAFileError(AsyncRAGError, ValueError):
+    """An evaluation set (QA JSONL) is unreadable or malformed; the message names the line."""
+
+
 class FilterError(StoreError):
     """A user's filter expression is malformed or names what the collection does not hold."""
 

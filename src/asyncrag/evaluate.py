@@ -1,0 +1,293 @@
+"""Retrieval quality you can measure: questions with expected passages -> hit@k, MRR, nDCG@k, latency.
+
+A QA file is JSONL, one question a line:
+
+    {"question": "...", "expect": {"source": "uber_2021.pdf", "page": 53, "contains": ["90,415"]}, "kind": "lexical"}
+
+A retrieved chunk is relevant when it meets every part of `expect` that is given: its file is
+`source` (by name or path suffix, so a set names files, not this machine's paths), its page is
+`page`, and its text holds any of `contains` (case and whitespace ignored, because PDF text breaks
+lines anywhere). Expectations are predicates, not chunk ids, so a set survives re-chunking and
+works on any collection that holds the files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from asyncrag.errors import AsyncRAGError, QAFileError
+from asyncrag.results import Source
+
+MODES = ("dense", "sparse", "hybrid")
+COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#8172b3")  # muted, told apart in grey too
+Search = Callable[[str, int, str], Awaitable[list[Source]]]  # (question, k, mode) -> best first
+
+
+class Expect(BaseModel):
+    """What makes a retrieved chunk relevant; every part given must hold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str | None = None
+    page: int | None = Field(default=None, ge=1)
+    contains: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _says_something(self) -> Expect:
+        if self.source is None and self.page is None and not self.contains:
+            raise ValueError("expect needs at least one of source, page, contains")
+        if any(not " ".join(c.split()) for c in self.contains):
+            raise ValueError("expect.contains has an empty string, which every chunk would match")
+        return self
+
+    def matches(self, found: Source) -> bool:
+        if self.source is not None and not same_file(self.source, found.source):
+            return False
+        if self.page is not None and found.page != self.page:
+            return False
+        text = normalise(found.text)
+        return not self.contains or any(normalise(c) in text for c in self.contains)
+
+
+class Question(BaseModel):
+    """One line of a QA file; `kind` only groups the report (lexical facts vs paraphrases)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1)
+    expect: Expect
+    kind: Literal["lexical", "paraphrase"] | None = None
+
+
+def normalise(text: str) -> str:
+    """Lower case, runs of whitespace as one space: a phrase survives the line breaks of PDF text."""
+    return " ".join(text.split()).lower()
+
+
+def same_file(expected: str, stored: str) -> bool:
+    """`uber_2021.pdf` or `data/uber_2021.pdf` names the stored `/any/where/data/uber_2021.pdf`."""
+    want = [p for p in expected.replace("\\", "/").split("/") if p]
+    have = [p for p in stored.replace("\\", "/").split("/") if p]
+    return bool(want) and have[-len(want) :] == want
+
+
+def load_questions(path: Path) -> list[Question]:
+    """Parse a QA file; a bad line is one QAFileError naming the file, the line and what is wrong."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise QAFileError(f"cannot read the QA file {path}: {e}") from None
+    questions = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            questions.append(Question.model_validate(json.loads(line)))
+        except json.JSONDecodeError as e:
+            raise QAFileError(f"{path}:{number}: not JSON ({e.msg}, column {e.colno})") from None
+        except ValidationError as e:
+            raise QAFileError(f"{path}:{number}: {_first_problem(e)}") from None
+    if not questions:
+        raise QAFileError(f"{path} has no questions: write one JSON object a line")
+    return questions
+
+
+def _first_problem(error: ValidationError) -> str:
+    problem = error.errors()[0]
+    where = ".".join(str(p) for p in problem["loc"])
+    message = problem["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+# -- metrics: pure functions of the relevance of the top k, best first ---------------------------
+
+
+def first_rank(relevant: Sequence[bool]) -> int | None:
+    """The 1-based rank of the first relevant chunk, None when none is."""
+    return next((i for i, r in enumerate(relevant, 1) if r), None)
+
+
+def hit_at_k(relevant: Sequence[bool], k: int) -> float:
+    return 1.0 if any(relevant[:k]) else 0.0
+
+
+def reciprocal_rank(relevant: Sequence[bool], k: int) -> float:
+    """1/rank of the first relevant chunk in the top k, 0 when none is (so MRR is "MRR@k")."""
+    rank = first_rank(relevant[:k])
+    return 1.0 / rank if rank else 0.0
+
+
+def ndcg_at_k(relevant: Sequence[bool], k: int) -> float:
+    """nDCG@k with binary relevance, in [0, 1].
+
+    The ideal ranking puts the relevant chunks that were retrieved first (at least one). The full
+    set of relevant chunks in a collection is unknown, because an expectation is a predicate, not a
+    list of chunk ids; so a second copy of the answer (e.g. in the next chunk's overlap) is neither
+    required nor penalised. With one relevant chunk this is 1/log2(1 + rank), the usual
+    "one relevant at rank 1" ideal.
+    """
+    top = relevant[:k]
+    dcg = sum(1.0 / math.log2(i + 1) for i, r in enumerate(top, 1) if r)
+    ideal = sum(1.0 / math.log2(i + 1) for i in range(1, max(1, sum(top)) + 1))
+    return dcg / ideal
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear interpolation between the closest ranks (numpy's default), for q in [0, 100]."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+# -- the report --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One question in one mode."""
+
+    question: str
+    kind: str | None
+    relevant: tuple[bool, ...]  # of the chunks returned, best first
+    seconds: float
+
+    @property
+    def rank(self) -> int | None:
+        return first_rank(self.relevant)
+
+
+@dataclass(frozen=True)
+class Scores:
+    questions: int
+    hit: float
+    mrr: float
+    ndcg: float
+
+    @classmethod
+    def of(cls, outcomes: Sequence[Outcome], k: int) -> Scores:
+        n = len(outcomes) or 1
+        return cls(
+            questions=len(outcomes),
+            hit=sum(hit_at_k(o.relevant, k) for o in outcomes) / n,
+            mrr=sum(reciprocal_rank(o.relevant, k) for o in outcomes) / n,
+            ndcg=sum(ndcg_at_k(o.relevant, k) for o in outcomes) / n,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "questions": self.questions,
+            "hit": round(self.hit, 4),
+            "mrr": round(self.mrr, 4),
+            "ndcg": round(self.ndcg, 4),
+        }
+
+
+@dataclass(frozen=True)
+class ModeReport:
+    mode: str
+    k: int
+    outcomes: list[Outcome]
+
+    @property
+    def scores(self) -> Scores:
+        return Scores.of(self.outcomes, self.k)
+
+    @property
+    def by_kind(self) -> dict[str, Scores]:
+        kinds = sorted({o.kind for o in self.outcomes if o.kind})
+        return {kind: Scores.of([o for o in self.outcomes if o.kind == kind], self.k) for kind in kinds}
+
+    def latency_ms(self, q: float) -> float:
+        return 1000 * percentile([o.seconds for o in self.outcomes], q)
+
+    @property
+    def misses(self) -> list[Outcome]:
+        """The questions whose answer was not ranked first: rank None is not in the top k at all."""
+        return [o for o in self.outcomes if o.rank != 1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            **self.scores.to_dict(),
+            "p50_ms": round(self.latency_ms(50), 2),
+            "p95_ms": round(self.latency_ms(95), 2),
+            "by_kind": {kind: s.to_dict() for kind, s in self.by_kind.items()},
+            "misses": [{"question": o.question, "kind": o.kind, "rank": o.rank} for o in self.misses],
+        }
+
+
+@dataclass(frozen=True)
+class Report:
+    k: int
+    modes: list[ModeReport] = field(default_factory=list)
+
+    @property
+    def questions(self) -> int:
+        return len(self.modes[0].outcomes) if self.modes else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"k": self.k, "questions": self.questions, "modes": [m.to_dict() for m in self.modes]}
+
+
+async def evaluate(search: Search, questions: Sequence[Question], modes: Sequence[str], k: int) -> Report:
+    """Each mode in turn: one warm-up query, then every question alone, so a latency is one search's."""
+    report = Report(k=k)
+    for mode in modes:
+        if questions:
+            await search(questions[0].question, k, mode)
+        outcomes = []
+        for q in questions:
+            start = time.perf_counter()
+            found = await search(q.question, k, mode)
+            seconds = time.perf_counter() - start
+            outcomes.append(Outcome(q.question, q.kind, tuple(q.expect.matches(s) for s in found[:k]), seconds))
+        report.modes.append(ModeReport(mode, k, outcomes))
+    return report
+
+
+def write_chart(report: Report, path: Path) -> None:
+    """Modes side by side: quality as grouped bars, latency beside it. Needs matplotlib (asyncrag[bench])."""
+    try:
+        from matplotlib.figure import Figure  # a bare Figure renders with Agg: no pyplot, no global backend
+    except ImportError:
+        raise AsyncRAGError("--chart needs matplotlib: pip install matplotlib==3.11.2") from None
+
+    modes = [m.mode for m in report.modes]
+    metrics = [(f"hit@{report.k}", "hit"), ("MRR", "mrr"), (f"nDCG@{report.k}", "ndcg")]
+    fig = Figure(figsize=(10, 4.2), layout="constrained")
+    quality, latency = fig.subplots(1, 2, width_ratios=[3, 2])
+    width = 0.8 / max(1, len(modes))
+    for i, m in enumerate(report.modes):
+        values = [getattr(m.scores, attr) for _, attr in metrics]
+        xs = [j + (i - (len(modes) - 1) / 2) * width for j in range(len(metrics))]
+        bars = quality.bar(xs, values, width, label=m.mode, color=COLOURS[i % len(COLOURS)])
+        quality.bar_label(bars, fmt="%.2f", fontsize=8, padding=2)
+    quality.set_xticks(range(len(metrics)), [label for label, _ in metrics])
+    quality.set_ylim(0, 1.2)
+    quality.set_title(f"Retrieval quality ({report.questions} questions)")
+    quality.legend(loc="upper center", ncols=max(1, len(modes)), frameon=False)
+    for spot in ("top", "right"):
+        quality.spines[spot].set_visible(False)
+        latency.spines[spot].set_visible(False)
+    for i, (q, shade) in enumerate(((50, 0.9), (95, 0.5))):
+        xs = [j + (i - 0.5) * 0.38 for j in range(len(modes))]
+        values = [m.latency_ms(q) for m in report.modes]
+        bars = latency.bar(xs, values, 0.38, label=f"p{q}", color="0.4", alpha=shade, edgecolor="0.3")
+        latency.bar_label(bars, fmt="%.1f", fontsize=8, padding=2)
+    latency.set_xticks(range(len(modes)), modes)
+    latency.set_ylabel("ms per query")
+    latency.set_title("Retrieval latency")
+    latency.legend(frameon=False)
+    fig.savefig(path, dpi=120)
