@@ -196,25 +196,20 @@ def test_tutorial_set_matches_the_shared_data(shared_data: Path) -> None:
 # -- end to end ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def corpus_rag(lite_uri: str, hash_embedder: HashEmbedder):
+async def test_evaluate_finds_every_answer_of_the_corpus_set(lite_uri: str, hash_embedder: HashEmbedder) -> None:
+    questions = load_questions(CORPUS_SET)
+    searched: list[tuple[str, int, str]] = []
     async with AsyncRAG(
         embedder=hash_embedder, uri=lite_uri, collection="evaluate", parse_workers=0, llm="none"
     ) as rag:
-        report = await rag.ingest([str(CORPUS)])
-        assert report.ok and report.files == 4
-        yield rag
+        ingested = await rag.ingest([str(CORPUS)])
+        assert ingested.ok and ingested.files == 4
 
+        async def search(question: str, k: int, mode: str) -> list[Source]:
+            searched.append((question, k, mode))
+            return await rag.search(question, k, mode=mode)
 
-async def test_evaluate_finds_every_answer_of_the_corpus_set(corpus_rag: AsyncRAG) -> None:
-    questions = load_questions(CORPUS_SET)
-    searched: list[tuple[str, int, str]] = []
-
-    async def search(question: str, k: int, mode: str) -> list[Source]:
-        searched.append((question, k, mode))
-        return await corpus_rag.search(question, k, mode=mode)
-
-    report = await evaluate(search, questions, ["dense"], BIG_K)
+        report = await evaluate(search, questions, ["dense"], BIG_K)
     assert len(searched) == len(questions) + 1  # one warm-up
     assert searched[0] == searched[1] == (questions[0].question, BIG_K, "dense")
     [dense] = report.modes
@@ -288,4 +283,4 @@ def test_cli_eval_user_errors_exit_2(eval_env: dict[str, str], tmp_path: Path) -
     (tmp_path / "bad.jsonl").write_text('{"question": "q?", "expect": {}}\n')
     bad_file = CliRunner().invoke(cli.app, ["eval", "bad.jsonl", "--mode", "dense"], env=eval_env)
     assert bad_file.exit_code == 2
-    assert bad_file.stderr.strip() == "error: bad.jsonl:1: expect: at least one of source, page, contains"
+    assert bad_file.stderr.strip() == "error: bad.jsonl:1: expect: give at least one of source, page, contains"

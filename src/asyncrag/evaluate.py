@@ -43,9 +43,9 @@ class Expect(BaseModel):
     @model_validator(mode="after")
     def _says_something(self) -> Expect:
         if self.source is None and self.page is None and not self.contains:
-            raise ValueError("expect needs at least one of source, page, contains")
+            raise ValueError("give at least one of source, page, contains")
         if any(not " ".join(c.split()) for c in self.contains):
-            raise ValueError("expect.contains has an empty string, which every chunk would match")
+            raise ValueError("contains has an empty string, which every chunk would match")
         return self
 
     def matches(self, found: Source) -> bool:
