@@ -12,6 +12,7 @@ import json
 import math
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import HashEmbedder, cli_environment
@@ -150,11 +151,16 @@ def pdf_pages(path: Path) -> dict[int, str]:
     return {d.metadata["page"]: normalise(d.text) for d in read_pdf_pages(path, str(path), 0, 10_000)}
 
 
-def pypdf_page(path: Path, page: int) -> str:
-    """The same page as pypdf (LlamaIndex's reader, the tutorial's way) extracts it."""
+@cache
+def pypdf_reader(path: Path) -> Any:
     import pypdf
 
-    return normalise(pypdf.PdfReader(path).pages[page - 1].extract_text())
+    return pypdf.PdfReader(path)
+
+
+def pypdf_page(path: Path, page: int) -> str:
+    """The same page as pypdf (LlamaIndex's reader, the tutorial's way) extracts it."""
+    return normalise(pypdf_reader(path).pages[page - 1].extract_text())
 
 
 def assert_present(q: Question, folder: Path) -> None:
@@ -180,6 +186,7 @@ def test_corpus_set_matches_examples_corpus() -> None:
     assert {q.expect.source for q in questions} == {p.name for p in CORPUS.iterdir()}
 
 
+@pytest.mark.slow  # reads the 307-page 10-K twice (PDFium, and pypdf for the stated pages)
 def test_tutorial_set_matches_the_shared_data(shared_data: Path) -> None:
     questions = load_questions(TUTORIAL_SET)
     for q in questions:
