@@ -19,7 +19,7 @@ from conftest import HashEmbedder, cli_environment
 from typer.testing import CliRunner
 
 from asyncrag import cli
-from asyncrag.errors import QAFileError
+from asyncrag.errors import ConfigError, QAFileError
 from asyncrag.evaluate import (
     Expect,
     Question,
@@ -29,6 +29,7 @@ from asyncrag.evaluate import (
     load_questions,
     ndcg_at_k,
     normalise,
+    parse_modes,
     percentile,
     reciprocal_rank,
     same_file,
@@ -140,6 +141,13 @@ def test_empty_and_missing_files(tmp_path: Path) -> None:
 def test_blank_lines_are_skipped_and_kind_is_optional(tmp_path: Path) -> None:
     questions = load_questions(write(tmp_path, "", GOOD, "", GOOD.replace("}}", '}, "kind": "paraphrase"}')))
     assert [q.kind for q in questions] == [None, "paraphrase"]
+
+
+def test_parse_modes_keeps_the_order_given() -> None:
+    assert parse_modes("hybrid, dense") == ["hybrid", "dense"] and parse_modes("auto") == ["auto"]
+    for bad in ("", "dense,fuzzy", " , "):
+        with pytest.raises(ConfigError, match="use a comma-separated list of auto, dense, sparse, hybrid"):
+            parse_modes(bad)
 
 
 # -- the shipped sets say what their data says ---------------------------------------------------

@@ -385,11 +385,9 @@ def eval_cmd(
     token: Token = None,
 ) -> None:
     """Measure retrieval on QA_FILE: hit@k, MRR, nDCG@k and latency per mode, and the questions missed."""
-    modes = [m.strip() for m in mode.split(",") if m.strip()]
-    if not modes or any(m not in evaluate.MODES for m in modes):
-        raise typer.BadParameter(f"{mode!r}: use a comma-separated list of {', '.join(evaluate.MODES)}")
 
     async def work(rag: AsyncRAG) -> evaluate.Report:
+        modes = evaluate.parse_modes(mode)
         questions = evaluate.load_questions(qa_file)
         report = await evaluate.evaluate(lambda q, k_, m: rag.search(q, k_, mode=m), questions, modes, k)
         if chart is not None:

@@ -19,10 +19,6 @@ class StoreError(AsyncRAGError):
     """A Milvus problem: unreachable, a missing collection, a bad filter, a database in use."""
 
 
-class QAFileError(AsyncRAGError, ValueError):
-    """An evaluation set (QA JSONL) is unreadable or malformed; the message names the line."""
-
-
 class FilterError(StoreError):
     """A user's filter expression is malformed or names what the collection does not hold."""
 
@@ -37,6 +33,10 @@ class LLMUnavailable(AsyncRAGError):
 
 class ReadError(AsyncRAGError):
     """A file we cannot ingest; the message is the reason shown next to its path."""
+
+
+class QAFileError(AsyncRAGError, ValueError):
+    """An evaluation set (QA JSONL) is unreadable or malformed; the message names the line."""
 
 
 def one_line(message: str) -> str:

@@ -19,16 +19,17 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from asyncrag.errors import AsyncRAGError, QAFileError
+from asyncrag.config import SEARCH_MODES, SearchMode
+from asyncrag.errors import AsyncRAGError, ConfigError, QAFileError
 from asyncrag.results import Source
 
-MODES = ("dense", "sparse", "hybrid")
+MODES: tuple[SearchMode, ...] = ("dense", "sparse", "hybrid")  # compared by default; "auto" is one of them
 COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#8172b3")  # muted, told apart in grey too
-Search = Callable[[str, int, str], Awaitable[list[Source]]]  # (question, k, mode) -> best first
+Search = Callable[[str, int, SearchMode], Awaitable[list[Source]]]  # (question, k, mode) -> best first
 
 
 class Expect(BaseModel):
@@ -77,6 +78,14 @@ def same_file(expected: str, stored: str) -> bool:
     want = [p for p in expected.replace("\\", "/").split("/") if p]
     have = [p for p in stored.replace("\\", "/").split("/") if p]
     return bool(want) and have[-len(want) :] == want
+
+
+def parse_modes(text: str) -> list[SearchMode]:
+    """'dense,hybrid' -> ["dense", "hybrid"]; an unknown mode is a ConfigError naming the allowed ones."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names or any(name not in SEARCH_MODES for name in names):
+        raise ConfigError(f"--mode {text!r}: use a comma-separated list of {', '.join(SEARCH_MODES)}")
+    return [cast(SearchMode, name) for name in names]
 
 
 def load_questions(path: Path) -> list[Question]:
@@ -241,7 +250,7 @@ class Report:
         return {"k": self.k, "questions": self.questions, "modes": [m.to_dict() for m in self.modes]}
 
 
-async def evaluate(search: Search, questions: Sequence[Question], modes: Sequence[str], k: int) -> Report:
+async def evaluate(search: Search, questions: Sequence[Question], modes: Sequence[SearchMode], k: int) -> Report:
     """Each mode in turn: one warm-up query, then every question alone, so a latency is one search's."""
     report = Report(k=k)
     for mode in modes:
