@@ -106,12 +106,12 @@ def step_llamaindex(job: dict) -> dict:
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
     from llama_index.vector_stores.milvus import MilvusVectorStore
 
-    from asyncrag.ingest.chunk import ChunkSpec, make_splitter
+    from asyncrag.ingest.chunk import chunk_spec_for, make_splitter
 
     embedder = load_embedder("minilm")  # for its path, window and tokenizer: the very same model
     embed_model = HuggingFaceEmbedding(model_name=str(embedder.path), device="cpu")
     embed_model.get_text_embedding_batch(["warm-up"] * 16)
-    spec = ChunkSpec(embedder.max_tokens - 8, 32, embedder.tokenizer_file)
+    spec = chunk_spec_for(embedder.max_tokens, embedder.tokenizer_file, None, 32)  # asyncrag's default chunks
     docstore_path = Path(job["docstore"])
 
     started = time.perf_counter()

@@ -41,7 +41,7 @@ from rich.console import Console
 from rich.table import Table
 
 from asyncrag.embed.local import LocalEmbedder, load_minilm
-from asyncrag.ingest.chunk import ChunkSpec, make_splitter
+from asyncrag.ingest.chunk import ChunkSpec, chunk_spec_for, make_splitter
 from asyncrag.ingest.parse import Unit, parse, plan
 from asyncrag.rag import AsyncRAG
 from asyncrag.store.milvus import release_lite
@@ -121,7 +121,7 @@ def run_compare(args: argparse.Namespace, console: Console) -> dict:
     if missing:
         raise SystemExit(f"missing input files: {missing} (the tutorial's data lives in ../shared/data)")
     embedder = load_minilm()
-    spec = ChunkSpec(embedder.max_tokens - 8, 32, embedder.tokenizer_file)
+    spec = chunk_spec_for(embedder.max_tokens, embedder.tokenizer_file, None, 32)  # asyncrag's default chunks
     texts = chunk_texts(args.files, spec)
     embedder.embed(texts[:16])  # warm-up: first-call costs belong to no pipeline
     runs: dict[str, Callable[[str], dict]] = {

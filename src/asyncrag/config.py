@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(64, ge=1, le=4096)  # chunks handed to the embedder at a time
     max_concurrency: int = Field(1, ge=1, le=64)  # embedding calls in flight (more helps a remote endpoint)
     embed_rps: float | None = Field(None, gt=0)  # at most this many embedding calls a second (a remote quota)
-    # None: fit the embedding model's window (its max sequence length, in its own tokens).
+    # None: 128 tokens of the embedding model's own, or its window if smaller (ingest/chunk.py says why).
     chunk_size: int | None = Field(None, ge=16, le=32768)
     chunk_overlap: int = Field(32, ge=0)  # capped at a quarter of chunk_size
 

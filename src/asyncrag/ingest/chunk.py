@@ -16,6 +16,10 @@ from asyncrag.errors import ConfigError
 
 # Room for [CLS]/[SEP] and the "key: value\n\n" glue that LlamaIndex puts around embedded metadata.
 RESERVED_TOKENS = 8
+# The default chunk: all-MiniLM-L6-v2 was trained on inputs of up to 128 tokens, and on the
+# tutorial's data 128-token chunks found the right passage in the top 5 for 87 % of the questions
+# (examples/eval/tutorial.jsonl), against 74 % for chunks that fill its 256-token window.
+DEFAULT_CHUNK_TOKENS = 128
 MARKDOWN_SUFFIXES = (".md", ".markdown")
 _HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
 HIDDEN_METADATA = ("position", "version", "heading")  # stored and shown, but neither embedded nor given to the LLM
@@ -31,7 +35,7 @@ class ChunkSpec:
 
 
 def chunk_spec_for(max_tokens: int, tokenizer_file: Path | None, chunk_size: int | None, overlap: int) -> ChunkSpec:
-    size = chunk_size or max_tokens - RESERVED_TOKENS
+    size = chunk_size or min(DEFAULT_CHUNK_TOKENS, max_tokens - RESERVED_TOKENS)
     if size > max_tokens - RESERVED_TOKENS and tokenizer_file is not None:
         raise ConfigError(
             f"chunk_size {size} exceeds the embedding model's window of {max_tokens} tokens: use at most "

@@ -123,8 +123,9 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
     max_wait_s: float = 0.002  # how long the first request of a batch waits for company
     max_in_flight: int = 4  # concurrent requests per kind (backpressure)
     # Candidates each side (dense, BM25) of a hybrid search brings to the fusion, at least top-k:
-    # a passage ranked 12th by one side and 3rd by the other must be there to be fused.
-    hybrid_candidates: int = 20
+    # a passage ranked 8th by one side and 3rd by the other must be there to be fused; more than
+    # that let weakly related passages in (measured: docs/architecture.md, "Hybrid search").
+    hybrid_candidates: int = 10
     server_has_bm25: bool = True  # whether the server could make a BM25 field (open_store knows)
     # A deadline for each write and delete: pymilvus retries a server that does not answer until
     # then (none: for ever), so a server that is down shows up as an error in bounded time.
