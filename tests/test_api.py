@@ -19,6 +19,8 @@ from fastapi import FastAPI
 
 from asyncrag.api import models as m
 
+CITED = [1]  # what ScriptedLLM's answer cites
+
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 KEY = "s3cret-key"
 
@@ -95,7 +97,7 @@ async def test_search_returns_top_k_sources_named_by_document(client: httpx.Asyn
     assert r.status_code == 200
     sources = r.json()["sources"]
     assert len(sources) == 4
-    assert all(set(s) == {"text", "score", "source", "page"} and s["text"] for s in sources)
+    assert all(set(s) == {"text", "score", "source", "page", "start", "end", "heading"} and s["text"] for s in sources)
     assert all(s["source"].startswith(str(Path("examples") / "corpus")) or "corpus" in s["source"] for s in sources)
     assert [s["score"] for s in sources] == sorted((s["score"] for s in sources), reverse=True)
 
@@ -152,7 +154,20 @@ async def test_ask_json(client: httpx.AsyncClient) -> None:
     body = r.json()
     assert body["answer"] == "".join(ScriptedLLM.tokens).strip()
     assert body["llm"] == {"ok": True, "model": "scripted", "error": None}
-    assert len(body["sources"]) == 2
+    assert len(body["sources"]) == 2 and body["cited"] == [n for n in CITED if n <= 2]
+
+
+@pytest.mark.parametrize("mode", ["dense", "sparse", "hybrid", "auto"])
+async def test_search_in_each_mode(client: httpx.AsyncClient, mode: str) -> None:
+    r = await client.post("/v1/search", json={"query": "Lindqvist", "top_k": 3, "mode": mode})
+    sources = r.json()["sources"]
+    assert r.status_code == 200 and any("Lindqvist" in s["text"] for s in sources)
+    # BM25 returns only passages holding a word of the query; the others fill top_k
+    assert len(sources) == 3 if mode != "sparse" else all("Lindqvist" in s["text"] for s in sources)
+
+
+async def test_an_unknown_mode_is_a_422(client: httpx.AsyncClient) -> None:
+    assert error_of(await client.post("/v1/search", json={"query": "tea", "mode": "bm25"}), 422).startswith("mode: ")
 
 
 async def test_ask_stream_is_tokens_then_sources_then_done(client: httpx.AsyncClient) -> None:
@@ -162,9 +177,12 @@ async def test_ask_stream_is_tokens_then_sources_then_done(client: httpx.AsyncCl
     names = [name for name, _ in events]
     assert names == ["token"] * len(ScriptedLLM.tokens) + ["sources", "done"]
     assert [data["text"] for _, data in events[:-2]] == list(ScriptedLLM.tokens)
-    assert len(events[-2][1]) == 3 and {"text", "source", "page", "score"} == set(events[-2][1][0])
+    assert len(events[-2][1]) == 3 and {"text", "source", "page", "score", "start", "end", "heading"} == set(
+        events[-2][1][0]
+    )
     assert events[-1][1] == {
         "answer": "".join(ScriptedLLM.tokens).strip(),
+        "cited": CITED,
         "llm": {"ok": True, "model": "scripted", "error": None},
     }
 

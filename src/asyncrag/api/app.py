@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asyncrag.api import models as m
 from asyncrag.api.metrics import MeasuredEmbedder, Metrics
-from asyncrag.config import Settings
+from asyncrag.config import SearchMode, Settings
 from asyncrag.embed import Embedder, load_embedder
 from asyncrag.errors import AsyncRAGError, ConfigError, FilterError, LLMUnavailable, StoreError
 from asyncrag.llm import ChatModel
@@ -88,11 +88,20 @@ class Server:
         return text.replace(uri, "<database>") if milvus.is_local(uri) else text
 
     def source_out(self, s: Source) -> m.SourceOut:
-        return m.SourceOut(text=s.text, score=s.score, source=self.public(s.source), page=s.page)
+        return m.SourceOut(
+            text=s.text,
+            score=s.score,
+            source=self.public(s.source),
+            page=s.page,
+            start=s.start,
+            end=s.end,
+            heading=s.heading,
+        )
 
     def answer_out(self, a: Answer) -> m.AskResponse:
         return m.AskResponse(
             answer=a.answer,
+            cited=a.cited,
             sources=[self.source_out(s) for s in a.sources],
             llm=m.LLMStatus(ok=a.llm_error is None, model=a.llm, error=a.llm_error and self.public(a.llm_error)),
         )
@@ -295,7 +304,7 @@ def _api_routes() -> APIRouter:
     @router.post("/v1/search", tags=["query"], dependencies=json_body, responses={400: {"model": m.ErrorResponse}})
     async def search(body: m.SearchRequest, server: ServerDep) -> m.SearchResponse:
         """The passages most similar to `query`, best first."""
-        sources = await server.rag.search(body.query, body.top_k, body.filter)
+        sources = await server.rag.search(body.query, body.top_k, body.filter, body.mode)
         return m.SearchResponse(sources=[server.source_out(s) for s in sources])
 
     @router.post(
@@ -309,12 +318,12 @@ def _api_routes() -> APIRouter:
         """An answer from the best passages, citing them as [1], [2], ...; streamed as SSE when `stream` is true.
 
         The stream's events: `token` ({"text"}) as the answer is written, then `sources` (a list),
-        then `done` ({"answer", "llm"}: the whole answer, and whether the LLM wrote it).
+        then `done` ({"answer", "cited", "llm"}: the whole answer, the [n] it cites, and whether the LLM wrote it).
         """
         if not body.stream:
-            return server.answer_out(await server.rag.ask(body.question, body.top_k, body.filter))
+            return server.answer_out(await server.rag.ask(body.question, body.top_k, body.filter, mode=body.mode))
         return StreamingResponse(
-            await answer_events(server, body.question, body.top_k, body.filter),
+            await answer_events(server, body.question, body.top_k, body.filter, body.mode),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -336,11 +345,13 @@ def sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-async def answer_tokens(server: Server, question: str, top_k: int | None, filter: str) -> AsyncIterator[str | Answer]:
+async def answer_tokens(
+    server: Server, question: str, top_k: int | None, filter: str, mode: SearchMode | None = None
+) -> AsyncIterator[str | Answer]:
     """The answer's tokens as they come, then the `Answer`. Retrieval errors are raised before
     the first item, so that a caller can still answer them with a 4xx instead of a broken stream."""
     queue: asyncio.Queue[str | None] = asyncio.Queue()
-    task = asyncio.ensure_future(server.rag.ask(question, top_k, filter, on_token=queue.put_nowait))
+    task = asyncio.ensure_future(server.rag.ask(question, top_k, filter, on_token=queue.put_nowait, mode=mode))
     task.add_done_callback(lambda _: queue.put_nowait(None))
     first = await queue.get()
     if first is None:
@@ -359,9 +370,11 @@ async def answer_tokens(server: Server, question: str, top_k: int | None, filter
     return rest()
 
 
-async def answer_events(server: Server, question: str, top_k: int | None, filter: str) -> AsyncIterator[str]:
+async def answer_events(
+    server: Server, question: str, top_k: int | None, filter: str, mode: SearchMode | None = None
+) -> AsyncIterator[str]:
     """SSE frames: `token`s, `sources`, `done` (the answer in full, and the LLM's status)."""
-    items = await answer_tokens(server, question, top_k, filter)
+    items = await answer_tokens(server, question, top_k, filter, mode)
 
     async def frames() -> AsyncIterator[str]:
         streamed = False
@@ -374,6 +387,6 @@ async def answer_events(server: Server, question: str, top_k: int | None, filter
             if not streamed:  # no LLM: the passages are the answer, sent as one piece
                 yield sse("token", {"text": out.answer})
             yield sse("sources", [s.model_dump() for s in out.sources])
-            yield sse("done", {"answer": out.answer, "llm": out.llm.model_dump()})
+            yield sse("done", {"answer": out.answer, "cited": out.cited, "llm": out.llm.model_dump()})
 
     return frames()

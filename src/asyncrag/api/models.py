@@ -6,9 +6,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from asyncrag.config import SearchMode
+
 QUERY_MAX_CHARS = 2000  # a question, not a document: longer input is a client's mistake
 TOP_K_MAX = 50  # more passages than any answer can cite; the library allows more for batch use
 FILTER_MAX_CHARS = 2000
+MODE_HELP = "dense | sparse (BM25) | hybrid | auto (hybrid where the collection has BM25); default: the server's"
 
 
 class _Strict(BaseModel):
@@ -19,12 +22,14 @@ class SearchRequest(_Strict):
     query: str = Field(min_length=1, max_length=QUERY_MAX_CHARS, examples=["When was the cooperative founded?"])
     top_k: int | None = Field(None, ge=1, le=TOP_K_MAX, description="default: the server's top_k setting")
     filter: str = Field("", max_length=FILTER_MAX_CHARS, examples=['file_name == "about.md"'])
+    mode: SearchMode | None = Field(None, description=MODE_HELP)
 
 
 class AskRequest(_Strict):
     question: str = Field(min_length=1, max_length=QUERY_MAX_CHARS, examples=["Who founded the cooperative?"])
     top_k: int | None = Field(None, ge=1, le=TOP_K_MAX)
     filter: str = Field("", max_length=FILTER_MAX_CHARS)
+    mode: SearchMode | None = Field(None, description=MODE_HELP)
     stream: bool = Field(False, description="Server-Sent Events: `token`s, then `sources`, then `done`")
 
 
@@ -32,7 +37,10 @@ class SourceOut(BaseModel):
     text: str
     score: float
     source: str = Field(description="the document id (for uploads: JOB_ID/FILE_NAME)")
-    page: int | None = None
+    page: int | None = Field(None, description="PDF page, from 1")
+    start: int | None = Field(None, description="where the passage starts in its page's (or file's) text")
+    end: int | None = Field(None, description="where it ends (exclusive)")
+    heading: str | None = Field(None, description="the Markdown section it is in")
 
 
 class SearchResponse(BaseModel):
@@ -47,6 +55,7 @@ class LLMStatus(BaseModel):
 
 class AskResponse(BaseModel):
     answer: str
+    cited: list[int] = Field(description="the [n] the answer cites; n maps to sources[n - 1]")
     sources: list[SourceOut]
     llm: LLMStatus
 
@@ -57,6 +66,7 @@ class Stats(BaseModel):
     chunks: int
     embed_model: str | None
     dim: int | None
+    bm25: bool = Field(description="whether sparse and hybrid search work on this collection")
 
 
 class ErrorBody(BaseModel):
