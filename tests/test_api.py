@@ -431,9 +431,11 @@ async def test_metrics_count_requests_by_route_and_ingests(client: httpx.AsyncCl
         == 1
     )
     assert metric(after.text, "asyncrag_ingest_chunks_total") >= 1
+    inserted = 'asyncrag_milvus_batch_size_sum{kind="insert"}'
+    assert metric(after.text, inserted) - metric(before, inserted) >= 1  # the upload's chunks
 
 
-async def test_concurrent_questions_share_embedding_batches(client: httpx.AsyncClient) -> None:
+async def test_concurrent_questions_share_embedding_batches_and_searches(client: httpx.AsyncClient) -> None:
     import asyncio
 
     before = (await client.get("/metrics")).text
@@ -444,6 +446,11 @@ async def test_concurrent_questions_share_embedding_batches(client: httpx.AsyncC
     calls = metric(after, "asyncrag_embed_batch_size_count") - metric(before, "asyncrag_embed_batch_size_count")
     texts = metric(after, "asyncrag_embed_batch_size_sum") - metric(before, "asyncrag_embed_batch_size_sum")
     assert texts == 40 and calls < 40 / 4, f"{calls} embedding calls for 40 concurrent questions"
+    searches = 'asyncrag_milvus_batch_size_count{kind="search"}'
+    vectors = 'asyncrag_milvus_batch_size_sum{kind="search"}'
+    requests = metric(after, searches) - metric(before, searches)
+    assert metric(after, vectors) - metric(before, vectors) == 40
+    assert 0 < requests < 40 / 4, f"{requests} Milvus searches for 40 concurrent questions"
 
 
 async def test_shutdown_finishes_the_running_job_and_cancels_queued_ones(tmp_path: Path, hash_embedder) -> None:

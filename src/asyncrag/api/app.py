@@ -115,7 +115,8 @@ def create_app(
         model = embedder if embedder is not None else await asyncio.to_thread(load_embedder, settings.embed_model)
         rag = AsyncRAG(settings, embedder=MeasuredEmbedder(model, metrics), llm=llm)
         try:
-            await rag.store(create=True)  # the server ingests uploads: it may create the collection
+            store = await rag.store(create=True)  # the server ingests uploads: it may create the collection
+            store.on_batch = metrics.milvus_batch_sent
             try:
                 chat = await rag.llm()
             except LLMUnavailable as e:  # answers fall back to the passages; say so once, at start
