@@ -7,6 +7,7 @@ test_api_quality.py asks the real model real questions.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,7 @@ from asyncrag.api import models as m
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 KEY = "s3cret-key"
+DOCS_ASSETS = ["favicon.png", "swagger-ui-bundle.js", "swagger-ui.css"]
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +85,17 @@ async def test_openapi_documents_every_endpoint(client: httpx.AsyncClient) -> No
         assert path in paths
     assert paths["/v1/search"]["post"]["requestBody"]["content"]["application/json"]
     assert "multipart/form-data" in paths["/v1/documents"]["post"]["requestBody"]["content"]
-    docs = await client.get("/docs")
-    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+async def test_docs_and_their_assets_are_served_by_the_app_with_no_cdn(app: FastAPI, client: httpx.AsyncClient) -> None:
+    with options(app, api_key=KEY):  # like the page's shell they hold no data: open (Swagger UI asks for the key)
+        docs = await client.get("/docs")
+        assets = sorted(re.findall(r'(?:src|href)="([^"]+)"', docs.text))
+        answers = [await client.get(asset) for asset in assets]
+    assert docs.status_code == 200 and "://" not in docs.text
+    assert "SwaggerUIBundle({" in docs.text and "url: '/openapi.json'" in docs.text
+    assert assets == [f"/static/docs/{name}" for name in DOCS_ASSETS]
+    assert all(a.status_code == 200 and len(a.content) > 1000 for a in answers)
 
 
 # -- search -------------------------------------------------------------------------------------
