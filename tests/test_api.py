@@ -7,6 +7,7 @@ test_api_quality.py asks the real model real questions.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +24,7 @@ CITED = [1]  # what ScriptedLLM's answer cites
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 KEY = "s3cret-key"
+DOCS_ASSETS = ["favicon.png", "swagger-ui-bundle.js", "swagger-ui.css"]
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +87,17 @@ async def test_openapi_documents_every_endpoint(client: httpx.AsyncClient) -> No
         assert path in paths
     assert paths["/v1/search"]["post"]["requestBody"]["content"]["application/json"]
     assert "multipart/form-data" in paths["/v1/documents"]["post"]["requestBody"]["content"]
-    docs = await client.get("/docs")
-    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+async def test_docs_and_their_assets_are_served_by_the_app_with_no_cdn(app: FastAPI, client: httpx.AsyncClient) -> None:
+    with options(app, api_key=KEY):  # like the page's shell they hold no data: open (Swagger UI asks for the key)
+        docs = await client.get("/docs")
+        assets = sorted(re.findall(r'(?:src|href)="([^"]+)"', docs.text))
+        answers = [await client.get(asset) for asset in assets]
+    assert docs.status_code == 200 and "://" not in docs.text
+    assert "SwaggerUIBundle({" in docs.text and "url: '/openapi.json'" in docs.text
+    assert assets == [f"/static/docs/{name}" for name in DOCS_ASSETS]
+    assert all(a.status_code == 200 and len(a.content) > 1000 for a in answers)
 
 
 # -- search -------------------------------------------------------------------------------------
@@ -449,9 +460,11 @@ async def test_metrics_count_requests_by_route_and_ingests(client: httpx.AsyncCl
         == 1
     )
     assert metric(after.text, "asyncrag_ingest_chunks_total") >= 1
+    inserted = 'asyncrag_milvus_batch_size_sum{kind="insert"}'
+    assert metric(after.text, inserted) - metric(before, inserted) >= 1  # the upload's chunks
 
 
-async def test_concurrent_questions_share_embedding_batches(client: httpx.AsyncClient) -> None:
+async def test_concurrent_questions_share_embedding_batches_and_searches(client: httpx.AsyncClient) -> None:
     import asyncio
 
     before = (await client.get("/metrics")).text
@@ -462,6 +475,11 @@ async def test_concurrent_questions_share_embedding_batches(client: httpx.AsyncC
     calls = metric(after, "asyncrag_embed_batch_size_count") - metric(before, "asyncrag_embed_batch_size_count")
     texts = metric(after, "asyncrag_embed_batch_size_sum") - metric(before, "asyncrag_embed_batch_size_sum")
     assert texts == 40 and calls < 40 / 4, f"{calls} embedding calls for 40 concurrent questions"
+    searches = 'asyncrag_milvus_batch_size_count{kind="search"}'
+    vectors = 'asyncrag_milvus_batch_size_sum{kind="search"}'
+    requests = metric(after, searches) - metric(before, searches)
+    assert metric(after, vectors) - metric(before, vectors) == 40
+    assert 0 < requests < 40 / 4, f"{requests} Milvus searches for 40 concurrent questions"
 
 
 async def test_shutdown_finishes_the_running_job_and_cancels_queued_ones(tmp_path: Path, hash_embedder) -> None:

@@ -222,3 +222,10 @@ async def test_every_item_of_an_all_bad_batch_gets_its_own_error(n: int) -> None
     c = Coalescer(run)
     outcomes = await asyncio.gather(*(c.submit("k", i) for i in range(n)), return_exceptions=True)
     assert [str(o) for o in outcomes] == [f"bad item {i}" for i in range(n)]
+
+
+async def test_on_batch_hears_each_request_with_its_weight() -> None:
+    heard: list[int] = []
+    c = Coalescer(Recorder(), max_items=10, max_wait=0.05, count_of=lambda i: 2, on_batch=heard.append)
+    await asyncio.gather(*(c.submit("k", i) for i in range(7)))
+    assert heard == [10, 4] and c.batches_sent == 2  # items weigh 2: five fill a batch

@@ -125,3 +125,22 @@ def test_ask_cite_upload_and_find(base_url: str, tmp_path: Path, make_pdf) -> No
         expect(page.locator("#passage-text")).to_contain_text("Quillon")
         page.screenshot(path=shots / "4-found.png", full_page=True)
         browser.close()
+
+
+@pytest.mark.slow
+def test_the_api_docs_render_with_nothing_from_outside(base_url: str, tmp_path: Path) -> None:
+    require_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1000, "height": 900})
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto(base_url + "/docs")
+        expect(page.locator(".opblock-summary-path").filter(has_text="/v1/search")).to_be_visible()
+        page.screenshot(path=tmp_path / "docs.png", full_page=True)
+        browser.close()
+    outside = [url for url in requested if not url.startswith((base_url, "data:", "blob:"))]
+    assert not outside, f"the docs fetched from outside the app: {outside}"
+    assert f"{base_url}/static/docs/swagger-ui-bundle.js" in requested

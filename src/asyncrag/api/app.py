@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -124,7 +125,8 @@ def create_app(
         model = embedder if embedder is not None else await asyncio.to_thread(load_embedder, settings.embed_model)
         rag = AsyncRAG(settings, embedder=MeasuredEmbedder(model, metrics), llm=llm)
         try:
-            await rag.store(create=True)  # the server ingests uploads: it may create the collection
+            store = await rag.store(create=True)  # the server ingests uploads: it may create the collection
+            store.on_batch = metrics.milvus_batch_sent
             try:
                 chat = await rag.llm()
             except LLMUnavailable as e:  # answers fall back to the passages; say so once, at start
@@ -137,7 +139,12 @@ def create_app(
             await rag.aclose()
             milvus.release_lite(settings.uri)
 
-    app = FastAPI(
+    # /docs (Swagger UI) with its script, style and icon served from /static/docs, not a CDN. Like the
+    # page's shell and /openapi.json it holds no data, so it needs no key (Swagger UI asks for it).
+    # No /redoc: ReDoc fetches its logo from its CDN whatever it is told.
+    app = FastAPIOffline(
+        static_url="/static/docs",
+        redoc_url=None,
         title="asyncrag",
         summary="Search and ask questions over your documents: async RAG with Milvus.",
         version="0.1.0",

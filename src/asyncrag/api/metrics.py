@@ -36,10 +36,21 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=self.registry,
         )
+        self.milvus_batch = Histogram(
+            "asyncrag_milvus_batch_size",
+            "Query vectors per Milvus search request, rows per insert request (concurrent callers coalesced)",
+            ["kind"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000),
+            registry=self.registry,
+        )
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
+
+    def milvus_batch_sent(self, kind: str, size: int) -> None:
+        """The store's `on_batch` hook: one Milvus request of `size` vectors or rows."""
+        self.milvus_batch.labels(kind).observe(size)
 
     def ingested(self, status: str, report: IngestReport | None) -> None:
         self.jobs.labels(status).inc()

@@ -55,6 +55,7 @@ class Coalescer(Generic[K, T, R]):
     `size_of` weigh an item (rows, bytes) against `max_items` and `max_bytes`.
     `max_in_flight` bounds concurrent batches (backpressure on the server).
     `split_on(error)` decides whether a failed batch is bisected and retried (default: always).
+    `on_batch(count)`, if set, hears of every request sent with its weight (metrics: how well callers coalesce).
     """
 
     def __init__(
@@ -68,6 +69,7 @@ class Coalescer(Generic[K, T, R]):
         count_of: Callable[[T], int] = lambda _: 1,
         size_of: Callable[[T], int] = lambda _: 0,
         split_on: Callable[[BaseException], bool] = lambda _: True,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self._run_batch = run_batch
         self.max_items = max_items
@@ -76,6 +78,7 @@ class Coalescer(Generic[K, T, R]):
         self._count_of = count_of
         self._size_of = size_of
         self._split_on = split_on
+        self.on_batch = on_batch
         self._pending: dict[K, _Pending[T, R]] = {}
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -128,6 +131,8 @@ class Coalescer(Generic[K, T, R]):
             if not live:
                 return
             self.batches_sent += 1
+            if self.on_batch is not None:
+                self.on_batch(sum(self._count_of(i) for i, _ in live))
             try:
                 results = await self._run_batch(key, [i for i, _ in live])
                 if len(results) != len(live):

@@ -39,7 +39,8 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, NamedTuple
 
 from llama_index.core.schema import BaseNode
@@ -47,7 +48,7 @@ from llama_index.core.vector_stores.types import VectorStoreQuery
 from llama_index.core.vector_stores.utils import node_to_metadata_dict
 from llama_index.vector_stores.milvus import MilvusVectorStore
 from llama_index.vector_stores.milvus.base import MILVUS_ID_FIELD
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 from pymilvus import AnnSearchRequest, AsyncMilvusClient, RRFRanker, WeightedRanker
 from pymilvus import Function as BaseMilvusBuiltInFunction  # LlamaIndex's built-in sparse functions
 from pymilvus.exceptions import ConnectError, ConnectionNotExistException, MilvusUnavailableException, ParamError
@@ -130,6 +131,8 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
     # A deadline for each write and delete: pymilvus retries a server that does not answer until
     # then (none: for ever), so a server that is down shows up as an error in bounded time.
     request_timeout_s: float | None = None
+    # Hears ("insert" or "search", rows or query vectors) for each request sent (the server's metrics).
+    on_batch: Callable[[str, int], None] | None = Field(default=None, exclude=True)
 
     _coalescers: tuple[asyncio.AbstractEventLoop, _Inserts, _Searches] | None = PrivateAttr(default=None)
     _search_fields: dict[tuple[str, ...], list[str]] = PrivateAttr(default_factory=dict)
@@ -307,6 +310,7 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
                 count_of=lambda chunk: len(chunk.nodes),
                 size_of=lambda chunk: chunk.nbytes,
                 split_on=_worth_splitting,
+                on_batch=partial(self.on_batch, "insert") if self.on_batch else None,
             )
             searches = Coalescer(
                 self._search_batch,
@@ -314,6 +318,7 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
                 max_wait=self.max_wait_s,
                 max_in_flight=self.max_in_flight,
                 split_on=_worth_splitting,
+                on_batch=partial(self.on_batch, "search") if self.on_batch else None,
             )
             state = self._coalescers = (loop, inserts, searches)
         return state[1], state[2]
