@@ -287,6 +287,15 @@ async def wait_for(client: httpx.AsyncClient, job_id: str, timeout_s: float = 60
     raise AssertionError(f"job {job_id} still running after {timeout_s} s")
 
 
+async def test_the_server_searches_with_session_consistency_unless_told(app: FastAPI, db: Path) -> None:
+    """Its own uploads are visible to its searches once their job is done (the upload tests below
+    find them), without every search waiting for the server's present as Strong does."""
+    from asyncrag.api.app import server_settings
+
+    assert (await app.state.server.rag.store()).consistency_level == "Session"
+    assert server_settings(settings_for(str(db), consistency_level="Strong")).consistency_level == "Strong"
+
+
 async def test_upload_stores_good_files_reports_bad_ones_and_never_leaves_the_upload_dir(
     app: FastAPI, client: httpx.AsyncClient, db: Path, make_pdf
 ) -> None:

@@ -108,6 +108,15 @@ class Server:
         )
 
 
+def server_settings(settings: Settings) -> Settings:
+    """Searches are Session-consistent unless `consistency_level` is set: this process's own writes
+    (uploads) are visible to its searches as soon as their job is done, without each search
+    waiting for the server's present (Strong: ~0.4 s a request on a Milvus server)."""
+    if "consistency_level" in settings.model_fields_set:
+        return settings
+    return settings.override(consistency_level="Session")
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -116,7 +125,7 @@ def create_app(
     options: ServeOptions | None = None,
 ) -> FastAPI:
     """The ASGI app. Nothing is loaded or connected until it starts (its lifespan)."""
-    settings = settings or Settings.load()
+    settings = server_settings(settings or Settings.load())
     options = options or ServeOptions.from_env()
 
     @asynccontextmanager

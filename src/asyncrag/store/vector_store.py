@@ -438,6 +438,9 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
             "limit": limit,
             "output_fields": self.fields_to_fetch(output_fields),
             "partition_names": list(partitions) if partitions else None,
+            # The store's level, not the collection's default (fixed when it was made): a server
+            # can search with Session while the CLI keeps Strong (docs/architecture.md, "The server").
+            "consistency_level": self.consistency_level,
         }
         client = self.async_client
         hits: Sequence[list[Hit]]
