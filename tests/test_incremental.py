@@ -240,6 +240,32 @@ async def test_a_big_text_file_streams_in_stretches(tmp_path: Path, uri: str) ->
     assert all(f"Paragraph {i}:" in stored for i in range(0, 4000, 97))  # nothing lost at the cuts
 
 
+async def test_flushing_every_few_rows_stores_the_same_and_finds_it(
+    tmp_path: Path, uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big = tmp_path / "big.txt"
+    big.write_text("\n\n".join(f"Paragraph {i}: lantern number {i} hangs by the door." for i in range(1500)))
+    flushes = []
+    real_flush = pipeline._flush
+    monkeypatch.setattr(pipeline, "_flush", lambda store: flushes.append(1) or real_flush(store))
+    embedder = HashEmbedder()
+    async with AsyncRAG(embedder=embedder, uri=uri, collection="inc", llm="none") as rag:
+        store = await rag.store(create=True)
+        report = await pipeline.ingest(
+            [big], store=store, manifest=await rag.manifest(), embedder=embedder, chunk_spec=await rag.chunk_spec(),
+            limits=pipeline.Limits(text_bytes_per_unit=8 * 1024, embed_batch_size=8, flush_every_rows=16),
+        )
+        target = next(text for text in (t for _, t in chunks(uri).values()) if "Paragraph 777:" in text)
+        # The hash embedder finds a chunk only by the exact text it embedded: its file name, then its text.
+        hits = await rag.search(f"file_name: big.txt\n\n{target}", k=3)
+    assert report.ok and report.chunks > 40
+    assert len(flushes) >= report.chunks // (16 + 8)  # one per 16 rows written (writes hold ≤ 8), + the last
+    stored = " ".join(text for _, text in chunks(uri).values())
+    assert all(f"Paragraph {i}:" in stored for i in range(1500))
+    assert len(chunks(uri)) == report.chunks
+    assert hits[0].text == target and hits[0].score > 0.99 > hits[1].score
+
+
 @pytest.mark.slow
 async def test_two_shards_at_once_equal_one_run(milvus_server: object, tmp_path: Path) -> None:
     """Two workers into one collection of the real server, concurrently: their union is a single run's."""

@@ -181,6 +181,7 @@ class AsyncRAG:
             max_file_mb=s.max_file_mb,
             max_concurrency=s.max_concurrency,
             embed_rps=s.embed_rps,
+            flush_every_rows=milvus.LITE_FLUSH_EVERY_ROWS if milvus.is_local(s.uri) else None,
         )
         store = await self.store(create=True)
         return await ingest(

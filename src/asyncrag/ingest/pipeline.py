@@ -67,6 +67,9 @@ class Limits:
     text_bytes_per_unit: int = 64 * 1024
     max_units: int = 6  # parsed-but-not-embedded units held in memory
     max_writes: int = 4  # write requests in flight
+    # Seal a segment every this many rows written (None: only at the end). Milvus Lite runs in this
+    # process and its flush of a large memtable is the run's memory peak: small segments keep it low.
+    flush_every_rows: int | None = None
     attempts: int = 4  # for transient failures of the embedder and of Milvus (each Milvus call has a deadline)
     max_backoff_s: float = 20.0
 
@@ -209,6 +212,7 @@ class Pipeline:
         self._embed_slots = asyncio.Semaphore(limits.max_concurrency)
         self._write_slots = asyncio.Semaphore(limits.max_writes)
         self._next_call = 0.0  # when the next embedding call may start (embed_rps)
+        self._unflushed = 0  # rows written since the last flush (flush_every_rows)
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, docs: list[_Doc]) -> None:
@@ -338,8 +342,21 @@ class Pipeline:
             doc.chunks_pending -= 1
             doc.chunks_written += 1
             self.chunks += 1
+        await self._maybe_flush(len(live))
         for doc in docs.values():
             await self._check(doc)
+
+    async def _maybe_flush(self, rows: int) -> None:
+        """Seal a segment once `flush_every_rows` rows were written since the last one."""
+        every = self.limits.flush_every_rows
+        self._unflushed += rows
+        if every is None or self._unflushed < every:
+            return
+        self._unflushed = 0
+        try:
+            await _with_retries(lambda: asyncio.to_thread(_flush, self.store), self.limits, "flushing Milvus")
+        except Exception as e:  # noqa: BLE001 - what was written is stored; a flush only seals it sooner
+            log.warning("flushing Milvus failed (%s); going on", _reason(e))
 
     async def _mark_writing(self, doc: _Doc) -> None:
         """The manifest says 'writing this version' before the first chunk of it is stored."""
