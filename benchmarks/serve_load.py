@@ -23,7 +23,7 @@ the measured ratio.
 real server, and whether a document is found by a search sent the moment its upload job says done.
 
     python benchmarks/serve_load.py [--backends lite,server] [--clients 10,100,500] [--seconds 10]
-        [--max-requests 3000] [--quick] [--consistency] [--out benchmarks/results/serve_load.json]
+        [--max-requests 3000] [--quick] [--consistency] [--mode dense] [--out benchmarks/results/serve_load.json]
 """
 
 from __future__ import annotations
@@ -145,14 +145,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def running(kind: str, uri: str, consistency: str | None = None) -> Iterator[str]:
+def running(kind: str, uri: str, consistency: str | None = None, mode: str | None = None) -> Iterator[str]:
     """One server (`asyncrag` or `naive`) as its own process on loopback; yields its base URL.
-    asyncrag searches at `consistency`, or at its default (Session) when None."""
+    asyncrag searches at `consistency` in `mode`, or at its defaults (Session, auto) when None."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCRAG_")}
     env.update(ASYNCRAG_CONFIG="", ASYNCRAG_LLM="none", ASYNCRAG_TOP_K=str(TOP_K), GRPC_VERBOSITY="NONE")
     if consistency is not None:
         env["ASYNCRAG_CONSISTENCY_LEVEL"] = consistency
+    if mode is not None:
+        env["ASYNCRAG_SEARCH_MODE"] = mode
     if kind == "asyncrag":
         uploads = tempfile.mkdtemp(prefix="asyncrag-serve-bench-")
         command = [
@@ -420,7 +422,7 @@ def run_load(
             console.print(f"  {report['chunks']} chunks in {report['seconds']:.1f} s")
             ceiling = ceilings[backend_name] = measure_ceilings(uri, args.ceiling_seconds, console)
             for server in ("asyncrag", "naive"):
-                with running(server, uri) as url:
+                with running(server, uri, mode=args.mode) as url:
                     if server == "asyncrag":
                         ceiling["http"] = asyncio.run(http_ceiling(url, CEILING_CLIENTS, args.ceiling_seconds))
                         ceiling.update({f"best_speedup_{k}": v for k, v in best_speedup(ceiling).items()})
@@ -543,6 +545,7 @@ def main() -> None:
     parser.add_argument("--ceiling-seconds", type=float, default=3.0, help="per ceiling measurement")
     parser.add_argument("--quick", action="store_true", help="the essay only")
     parser.add_argument("--consistency", action="store_true", help="also measure consistency levels (server)")
+    parser.add_argument("--mode", help="asyncrag's search mode (default: its own, hybrid where there is BM25)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--naive-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
