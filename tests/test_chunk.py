@@ -70,10 +70,19 @@ def test_chunks_know_their_span_and_markdown_section(embedder: LocalEmbedder) ->
     assert "heading" not in nodes[0].get_content(metadata_mode=MetadataMode.EMBED)
 
 
-def test_stretches_of_big_files_have_no_span(embedder: LocalEmbedder) -> None:
-    from asyncrag.ingest.chunk import chunk
+def test_spans_of_a_big_file_read_in_stretches_are_the_files(embedder: LocalEmbedder, tmp_path: Path) -> None:
+    """Stretches start mid-file (and bytes are not characters): spans still locate the text in the file."""
+    from asyncrag.ingest.parse import Unit, parse, plan
 
-    nodes = chunk(
-        make_splitter(ChunkSpec(48, 8, embedder.tokenizer_file)), [Document(text="A b c. " * 200)], "d", "v", 4096
-    )
-    assert nodes and all(n.start_char_idx is None and n.end_char_idx is None for n in nodes)
+    path = tmp_path / "big.txt"
+    paragraphs = [
+        f"Paragraph {i}: the café at Ørsted street sold {i} crêpes. Ünïcödé makes bytes ≠ chars." for i in range(300)
+    ]
+    path.write_bytes(b"\xef\xbb\xbf" + "\n\n".join(paragraphs).encode())  # with a BOM, which the text drops
+    units = plan(Unit(path, str(path), "big", "v"), 16, 2000)
+    assert len(units) > 5 and units[1].text_offset > 0
+    text = path.read_bytes().decode("utf-8-sig")
+    nodes = [n for u in units for n in parse(u, ChunkSpec(48, 8, embedder.tokenizer_file))]
+    assert len(nodes) > len(units)
+    for node in nodes:
+        assert text[node.start_char_idx : node.end_char_idx] == node.get_content()

@@ -99,15 +99,20 @@ class _Headings:
 
 
 def chunk(
-    splitter: SentenceSplitter, docs: list[Document], doc_id: str, version: str, unit: int | None = None
+    splitter: SentenceSplitter,
+    docs: list[Document],
+    doc_id: str,
+    version: str,
+    unit: int | None = None,
+    text_offset: int = 0,
 ) -> list[BaseNode]:
     """Chunks with stable ids, their document and version, their position (0, 1, ...) within
     their page (or unit of a big file), and where a reader finds them.
 
     Every chunk's ref_doc_id (Milvus's `doc_id` field) is its document's id, so that deleting a
     document deletes all of its pages' chunks; `version` tells its versions apart. The splitter
-    records each chunk's character span in its page or file; in a stretch of a big file the span
-    would be the stretch's, which no reader could use, so it is dropped there.
+    records each chunk's character span in its document; a stretch of a big file starts
+    `text_offset` characters into the file, so its spans are moved by that much.
     """
     nodes: list[TextNode] = splitter.get_nodes_from_documents(docs)  # type: ignore[assignment]
     headings = {
@@ -120,10 +125,11 @@ def chunk(
         page = node.metadata.get("page")
         position = positions[page] = positions.get(page, -1) + 1
         sections = headings.get(node.ref_doc_id or "")
-        if unit is not None:
-            node.start_char_idx = node.end_char_idx = None
-        elif sections and node.start_char_idx is not None and (heading := sections.at(node.start_char_idx)):
-            node.metadata["heading"] = heading
+        if sections and node.start_char_idx is not None and (heading := sections.at(node.start_char_idx)):
+            node.metadata["heading"] = heading  # the stretch's own headings: a section above it is not seen
+        if text_offset and node.start_char_idx is not None and node.end_char_idx is not None:
+            node.start_char_idx += text_offset
+            node.end_char_idx += text_offset
         node.id_ = node_id(doc_id, version, unit, page, position)
         node.metadata["position"] = position
         node.metadata["version"] = version

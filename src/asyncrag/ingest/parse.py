@@ -29,6 +29,7 @@ class Unit:
     version: str  # of the document's content and the settings that chunk and embed it
     pdf_pages: tuple[int, int] | None = None  # [first, last)
     text_bytes: tuple[int, int] | None = None  # [start, end) of a big text file
+    text_offset: int = 0  # where that stretch starts in the file's text, in characters (citation spans)
 
     @property
     def key(self) -> int | None:
@@ -50,7 +51,11 @@ def plan(unit: Unit, pages_per_unit: int, text_bytes_per_unit: int) -> list[Unit
         ranges = [(i, min(i + pages_per_unit, n)) for i in range(0, n, pages_per_unit)] or [(0, 0)]
         return [Unit(**{**unit.__dict__, "pdf_pages": r}) for r in ranges]
     if suffix in TEXT_SUFFIXES and unit.path.stat().st_size > text_bytes_per_unit:
-        return [Unit(**{**unit.__dict__, "text_bytes": r}) for r in _stretches(unit.path, text_bytes_per_unit)]
+        cuts = _stretches(unit.path, text_bytes_per_unit)
+        return [
+            Unit(**{**unit.__dict__, "text_bytes": r, "text_offset": at})
+            for r, at in zip(cuts, _char_offsets(unit.path, cuts), strict=True)
+        ]
     return [unit]
 
 
@@ -76,6 +81,17 @@ def _stretches(path: Path, target: int) -> list[tuple[int, int]]:
     return list(zip(cuts, [*cuts[1:], size], strict=True))
 
 
+def _char_offsets(path: Path, cuts: list[tuple[int, int]]) -> list[int]:
+    """Where each stretch starts in the file's decoded text, so that a chunk's span is the file's,
+    not its stretch's: one pass over the file, decoded as `read_text_range` decodes it."""
+    offsets, chars = [], 0
+    with path.open("rb") as f:
+        for start, end in cuts:
+            offsets.append(chars)
+            chars += len(f.read(end - start).decode("utf-8-sig" if start == 0 else "utf-8", "replace"))
+    return offsets
+
+
 def parse(unit: Unit, spec: ChunkSpec) -> list[BaseNode]:
     if unit.pdf_pages is not None:
         docs = read_pdf_pages(unit.path, unit.source, *unit.pdf_pages)
@@ -83,4 +99,4 @@ def parse(unit: Unit, spec: ChunkSpec) -> list[BaseNode]:
         docs = read_text_range(unit.path, unit.source, *unit.text_bytes)
     else:
         docs = read_file(unit.path, unit.source)
-    return chunk(splitter_for(spec), docs, unit.doc_id, unit.version, unit.key)
+    return chunk(splitter_for(spec), docs, unit.doc_id, unit.version, unit.key, unit.text_offset)
