@@ -14,7 +14,7 @@ class Source:
 
     `start`/`end` are the chunk's character offsets in its page (PDF) or file, so a reader can
     check the passage; `heading` is the Markdown section it sits in. They are None where unknown
-    (chunks stored before they were recorded; stretches of files too big to read at once).
+    (chunks stored before they were recorded).
     """
 
     text: str
