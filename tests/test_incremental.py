@@ -410,11 +410,15 @@ def test_rate_limits_and_server_errors_are_retried(tmp_path: Path) -> None:
 
 
 def _documents_in(uri: str) -> int:
+    """Documents recorded complete (a record still "writing" is not: its re-run redoes it)."""
     client = MilvusClient(uri)
     try:
         if not client.has_collection("inc__documents"):
             return 0
-        rows = client.query("inc__documents", filter="", output_fields=["count(*)"], consistency_level="Strong")
+        rows = client.query(
+            "inc__documents", filter='hash != "" and writing == ""', output_fields=["count(*)"],
+            consistency_level="Strong",
+        )
         return int(rows[0]["count(*)"])
     finally:
         client.close()
