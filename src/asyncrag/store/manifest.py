@@ -28,6 +28,7 @@ from typing import Any
 from pymilvus import AsyncMilvusClient, DataType, MilvusClient
 
 from asyncrag.store import expr
+from asyncrag.store.indexes import create_indexes
 
 SUFFIX = "__documents"
 _ID_BATCH = 500  # ids per `in [...]` expression
@@ -79,8 +80,8 @@ def ensure(client: MilvusClient, collection: str) -> None:
     schema.add_field(_VECTOR, DataType.FLOAT_VECTOR, dim=2)
     index = client.prepare_index_params()
     index.add_index(_VECTOR, index_type="FLAT", metric_type="L2")
-    client.create_collection(name, schema=schema, index_params=index, consistency_level="Strong")
-    client.load_collection(name)
+    client.create_collection(name, schema=schema, consistency_level="Strong")
+    create_indexes(client, name, index)
 
 
 class Manifest:

@@ -17,14 +17,17 @@ import re
 from pathlib import Path
 from typing import Any
 
+from llama_index.vector_stores.milvus.base import IndexManagement
 from llama_index.vector_stores.milvus.utils import BM25BuiltInFunction
 from pymilvus import FunctionType, MilvusClient
 from pymilvus.exceptions import MilvusException
+from pymilvus.milvus_client.index import IndexParams
 
 from asyncrag.embed.base import Embedder
 from asyncrag.errors import StoreError, one_line
 from asyncrag.results import CollectionStats
 from asyncrag.store import manifest, reindex
+from asyncrag.store.indexes import create_indexes
 from asyncrag.store.vector_store import CoalescingMilvusVectorStore
 
 MODEL_PROPERTY = "asyncrag.embed_model"  # the model's identity (embed/base.py)
@@ -217,9 +220,13 @@ def open_store(
             collection_properties=None
             if exists
             else {MODEL_PROPERTY: embedder.identity, MODEL_NAME_PROPERTY: embedder.name},
+            # A new collection's indexes are made below, without pymilvus's fixed sleep (store/indexes.py).
+            index_management=IndexManagement.NO_VALIDATION,
             timeout=CONNECT_TIMEOUT_S,
             **client_options(uri),
         )
+        if not exists:
+            create_indexes(store.client, collection, _index_params(store))
         store.request_timeout_s = None if is_local(uri) else REQUEST_TIMEOUT_S
         store.server_has_bm25 = has_bm25
         if create:
@@ -227,6 +234,15 @@ def open_store(
     except MilvusException as e:
         raise StoreError(f"Milvus at {uri} refused collection {collection!r}: {one_line(e.message)}") from None
     return store
+
+
+def _index_params(store: CoalescingMilvusVectorStore) -> IndexParams:
+    """The indexes LlamaIndex's store would give a new collection (its own methods say which)."""
+    params = store.client.prepare_index_params()
+    store._add_dense_index_params(params)
+    if store.enable_sparse:
+        store._add_sparse_index_params(params)
+    return params
 
 
 def is_companion(name: str, names: set[str]) -> bool:
