@@ -1,4 +1,11 @@
-"""Shared fixtures. Everything here is real: Milvus Lite, the bundled embedding model."""
+"""Shared fixtures. Everything here is real: Milvus Lite, the bundled embedding model.
+
+Imports of the library stay inside fixtures: a test file that needs no model or store does not
+pay for LlamaIndex, pymilvus or torch at collection time. Tests that use the real Milvus server
+(the `milvus_server` fixture) carry the `server` marker, set at collection from their fixtures
+(or by a `server` parameter's marks), so `-m "not server"` selects by what a test uses, never by
+its name; the fixture fails a test that reaches it unmarked.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +14,12 @@ import importlib.util
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from asyncrag.embed.local import LocalEmbedder, load_minilm
-from asyncrag.rag import AsyncRAG
+if TYPE_CHECKING:
+    from asyncrag.embed.local import LocalEmbedder
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -25,8 +33,16 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "milvus_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.server)
+
+
 @pytest.fixture(scope="session")
 def embedder() -> LocalEmbedder:
+    from asyncrag.embed.local import load_minilm
+
     return load_minilm()
 
 
@@ -88,6 +104,8 @@ def lite_uri(tmp_path: Path) -> str:
 @pytest.fixture
 async def rag(lite_uri: str, embedder: LocalEmbedder):
     """An AsyncRAG on a fresh Milvus Lite, parsing in threads (no process start-up per test)."""
+    from asyncrag.rag import AsyncRAG
+
     async with AsyncRAG(embedder=embedder, uri=lite_uri, collection="test", parse_workers=0, llm="none") as r:
         yield r
 
@@ -104,16 +122,22 @@ def make_pdf() -> Callable[[list[str]], bytes]:
 # -- a real Milvus server (issue 3) ------------------------------------------------------------
 
 
+@pytest.fixture
+def milvus_server(request: pytest.FixtureRequest, milvus_server_process):
+    """The session's Milvus server, for a test marked `server` (so that `-m "not server"` leaves it out)."""
+    if request.node.get_closest_marker("server") is None:
+        pytest.fail(f"{request.node.nodeid} uses the Milvus server: mark it (or its parameter) with pytest.mark.server")
+    return milvus_server_process
+
+
 @pytest.fixture(scope="session")
-def milvus_server():
+def milvus_server_process():
     """A real Milvus 2.3.5 standalone (the PyPI `milvus` package), once per session.
 
     It runs on 127.0.0.1 with free ports and a fresh data dir, and is killed at the end.
     Skipped when the package is not installed; when it is installed but the server cannot
     start, skipped too, unless ASYNCRAG_REQUIRE_MILVUS_SERVER=1 (CI) makes that a failure.
     """
-    import os
-
     from asyncrag.testing import MilvusServer, MilvusServerError, milvus_package_available
 
     if not milvus_package_available():

@@ -90,7 +90,7 @@ def test_open_user_filters_are_refused_with_the_bad_part(text: str, says: str) -
 # -- round trips through Milvus ------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["lite", "server"])
+@pytest.fixture(params=["lite", pytest.param("server", marks=pytest.mark.server)])
 def milvus_uri(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if request.param == "server":
         yield request.getfixturevalue("milvus_server").uri

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from conftest import cli_environment
@@ -20,10 +21,12 @@ from asyncrag import cli
 from asyncrag.embed.local import LocalEmbedder
 from asyncrag.errors import ConfigError
 from asyncrag.llm import LLMUnavailable, default_cache_dir, load_llm
-from asyncrag.llm.transformers_gguf import TransformersGGUF
 from asyncrag.query.answer import SYSTEM, build_messages
 from asyncrag.rag import RAG, AsyncRAG
 from asyncrag.results import Source
+
+if TYPE_CHECKING:  # transformers and torch: imported by the tests that load the model
+    from asyncrag.llm.transformers_gguf import TransformersGGUF
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "examples" / "corpus"
@@ -242,6 +245,8 @@ async def test_transformers_answers_from_the_sources(corpus_db: str, embedder: L
 
 @pytest.fixture(scope="module")
 def smollm2() -> TransformersGGUF:
+    from asyncrag.llm.transformers_gguf import TransformersGGUF
+
     llm = load_llm("transformers")
     assert isinstance(llm, TransformersGGUF)
     return llm

@@ -12,7 +12,6 @@ import math
 import random
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,26 +24,31 @@ from llama_index.core.vector_stores import (
     VectorStoreQueryResult,
 )
 from llama_index.vector_stores.milvus import MilvusVectorStore
+from llama_index.vector_stores.milvus.base import IndexManagement
 from pydantic_core import PydanticSerializationError
 from pymilvus.exceptions import MilvusException, ParamError
 
+from asyncrag.store.indexes import create_indexes
+from asyncrag.store.milvus import index_params, release_lite
 from asyncrag.store.vector_store import CoalescingMilvusVectorStore
 
 DIM = 8
 GENRES = ("essay", "report", "letter")
 
 
-@pytest.fixture(params=["lite", "server"])
-def uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "server":
-        yield request.getfixturevalue("milvus_server").uri
-        return
-    path = str(tmp_path / "milvus.db")
+@pytest.fixture(scope="module")
+def lite_uri_of_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One Milvus Lite database for the module: each test has a collection of its own in it."""
+    path = str(tmp_path_factory.mktemp("store") / "milvus.db")
     yield path
-    with contextlib.suppress(Exception):  # the in-process Lite server would live until the session ends
-        from milvus_lite.server_manager import server_manager_instance
+    release_lite(path)  # the in-process Lite server would live until the session ends
 
-        server_manager_instance.release_server(path)
+
+@pytest.fixture(params=["lite", pytest.param("server", marks=pytest.mark.server)])
+def uri(request: pytest.FixtureRequest) -> str:
+    backend = "milvus_server" if request.param == "server" else "lite_uri_of_module"
+    value = request.getfixturevalue(backend)
+    return str(getattr(value, "uri", value))
 
 
 @pytest.fixture
@@ -54,19 +58,28 @@ def collection() -> str:
 
 @pytest.fixture
 def make_store(uri: str, collection: str) -> Iterator[Callable[..., MilvusVectorStore]]:
-    """Stores on one fresh collection (several stores may share it), dropped afterwards."""
+    """Stores on one fresh collection (several stores may share it), dropped afterwards.
+
+    The first store makes the collection with LlamaIndex's schema and indexes, built without
+    pymilvus's fixed sleep (asyncrag's own way, store/indexes.py); the stores under test then open it.
+    """
     made: list[MilvusVectorStore] = []
 
     def make(cls: type[MilvusVectorStore] = CoalescingMilvusVectorStore, **kwargs) -> MilvusVectorStore:
-        store = cls(
-            uri=uri,
-            collection_name=collection,
-            dim=DIM,
-            embedding_field="embedding",
-            similarity_metric="COSINE",
-            consistency_level="Strong",  # a real server defaults to Bounded
+        options: dict[str, Any] = {
+            "uri": uri,
+            "collection_name": collection,
+            "dim": DIM,
+            "embedding_field": "embedding",
+            "similarity_metric": "COSINE",
+            "consistency_level": "Strong",  # a real server defaults to Bounded
             **kwargs,
-        )
+        }
+        if not made:
+            first = cls(**options, index_management=IndexManagement.NO_VALIDATION)
+            create_indexes(first.client, collection, index_params(first))
+            first.client.close()
+        store = cls(**options)
         made.append(store)
         return store
 

@@ -226,7 +226,7 @@ def open_store(
             **client_options(uri),
         )
         if not exists:
-            create_indexes(store.client, collection, _index_params(store))
+            create_indexes(store.client, collection, index_params(store))
         store.request_timeout_s = None if is_local(uri) else REQUEST_TIMEOUT_S
         store.server_has_bm25 = has_bm25
         if create:
@@ -236,7 +236,7 @@ def open_store(
     return store
 
 
-def _index_params(store: CoalescingMilvusVectorStore) -> IndexParams:
+def index_params(store: CoalescingMilvusVectorStore) -> IndexParams:
     """The indexes LlamaIndex's store would give a new collection (its own methods say which)."""
     params = store.client.prepare_index_params()
     store._add_dense_index_params(params)
