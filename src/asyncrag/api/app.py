@@ -10,102 +10,36 @@ else is logged and answered with a bare 500, never a traceback or a server path.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
-import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asyncrag.api import models as m
+from asyncrag.api.answers import answer_tokens
+from asyncrag.api.deps import ApiError, ServeOptions, Server, ServerDep, require_json, require_key
 from asyncrag.api.metrics import MeasuredEmbedder, Metrics
 from asyncrag.config import SearchMode, Settings
 from asyncrag.embed import Embedder, load_embedder
 from asyncrag.errors import AsyncRAGError, ConfigError, FilterError, LLMUnavailable, StoreError
 from asyncrag.llm import ChatModel
 from asyncrag.rag import AsyncRAG
-from asyncrag.results import Answer, Source
 from asyncrag.store import milvus
 
 log = logging.getLogger(__name__)
 WEB = Path(__file__).parent / "web"
 READY_TIMEOUT_S = 5.0
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    """What the server adds to the library's `Settings`."""
-
-    api_key: str | None = field(default=None, repr=False)  # bearer token; None: no auth
-    upload_dir: Path = Path("asyncrag-uploads")  # uploads are stored here, under names the server picks
-    max_upload_mb: float = 50.0  # per request, all files together
-    max_files: int = 20  # per request
-
-    @classmethod
-    def from_env(cls, **given: Any) -> ServeOptions:
-        """Defaults, `ASYNCRAG_API_KEY` from the environment, and the options given (None: not given)."""
-        options = replace(cls(), api_key=os.environ.get("ASYNCRAG_API_KEY") or None)
-        return replace(options, **{k: v for k, v in given.items() if v is not None})
-
-
-class ApiError(Exception):
-    """An HTTP error with a one-line message for the client."""
-
-    def __init__(self, status: int, type: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.type, self.message = status, type, message
-
-
-class Server:
-    """What the lifespan builds once and every request shares."""
-
-    def __init__(self, rag: AsyncRAG, options: ServeOptions, metrics: Metrics, llm_name: str | None) -> None:
-        from asyncrag.api.jobs import Jobs
-
-        self.rag = rag
-        self.options = options
-        self.metrics = metrics
-        self.llm_name = llm_name  # None: answers are the retrieved passages
-        self.upload_root = Path(options.upload_dir).expanduser().resolve()
-        self.jobs = Jobs(self)
-
-    def public(self, text: str) -> str:
-        """`text` without this machine's paths: upload paths become document ids, the database path a word."""
-        text = text.replace(str(self.upload_root) + os.sep, "")
-        uri = self.rag.settings.uri
-        return text.replace(uri, "<database>") if milvus.is_local(uri) else text
-
-    def source_out(self, s: Source) -> m.SourceOut:
-        return m.SourceOut(
-            text=s.text,
-            score=s.score,
-            source=self.public(s.source),
-            page=s.page,
-            start=s.start,
-            end=s.end,
-            heading=s.heading,
-        )
-
-    def answer_out(self, a: Answer) -> m.AskResponse:
-        return m.AskResponse(
-            answer=a.answer,
-            cited=a.cited,
-            sources=[self.source_out(s) for s in a.sources],
-            llm=m.LLMStatus(ok=a.llm_error is None, model=a.llm, error=a.llm_error and self.public(a.llm_error)),
-        )
 
 
 def server_settings(settings: Settings) -> Settings:
@@ -171,43 +105,6 @@ def create_app(
     app.include_router(chat_router, dependencies=[Depends(require_key)])
     app.mount("/static", StaticFiles(directory=WEB), name="static")
     return app
-
-
-# -- shared dependencies -------------------------------------------------------------------------
-
-
-# Dependencies are `async def`: FastAPI runs plain `def` ones in a thread pool, a hop that cost
-# ~100 ms a request under load (measured) while the embedder's threads hold the GIL.
-
-
-async def get_server(request: Request) -> Server:
-    server: Server = request.app.state.server
-    return server
-
-
-ServerDep = Annotated[Server, Depends(get_server)]
-
-
-_bearer = HTTPBearer(auto_error=False, description="the server's ASYNCRAG_API_KEY")
-
-
-async def require_key(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> None:
-    """With ASYNCRAG_API_KEY set, a request must carry it as a bearer token (compared in constant time)."""
-    expected = request.app.state.server.options.api_key
-    if expected is None:
-        return
-    given = credentials.credentials if credentials else ""
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise ApiError(401, "unauthorized", "missing or wrong API key: send 'Authorization: Bearer <key>'")
-
-
-async def require_json(request: Request) -> None:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        given = content_type or "no content type"
-        raise ApiError(415, "unsupported_media_type", f"send JSON (Content-Type: application/json), not {given}")
 
 
 # -- errors --------------------------------------------------------------------------------------
@@ -359,31 +256,6 @@ def _api_routes() -> APIRouter:
 
 def sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-
-async def answer_tokens(
-    server: Server, question: str, top_k: int | None, filter: str, mode: SearchMode | None = None
-) -> AsyncIterator[str | Answer]:
-    """The answer's tokens as they come, then the `Answer`. Retrieval errors are raised before
-    the first item, so that a caller can still answer them with a 4xx instead of a broken stream."""
-    queue: asyncio.Queue[str | None] = asyncio.Queue()
-    task = asyncio.ensure_future(server.rag.ask(question, top_k, filter, on_token=queue.put_nowait, mode=mode))
-    task.add_done_callback(lambda _: queue.put_nowait(None))
-    first = await queue.get()
-    if first is None:
-        task.result()  # raises the retrieval error, if any
-
-    async def rest() -> AsyncIterator[str | Answer]:
-        try:
-            piece = first
-            while piece is not None:
-                yield piece
-                piece = await queue.get()
-            yield task.result()
-        finally:
-            task.cancel()  # the client went away: stop generating
-
-    return rest()
 
 
 async def answer_events(

@@ -20,12 +20,12 @@ from fastapi import APIRouter, Request
 from starlette.datastructures import UploadFile
 
 from asyncrag.api import models as m
-from asyncrag.api.app import ApiError, ServerDep
+from asyncrag.api.deps import ApiError, ServerDep
 from asyncrag.errors import AsyncRAGError
 from asyncrag.results import IngestReport
 
 if TYPE_CHECKING:
-    from asyncrag.api.app import Server
+    from asyncrag.api.deps import Server
 
 log = logging.getLogger(__name__)
 MAX_NAME_CHARS = 120
