@@ -99,9 +99,9 @@ def create_app(
     app.include_router(_public_routes())
     app.include_router(_api_routes(), dependencies=[Depends(require_key)])
     from asyncrag.api.chat import router as chat_router
-    from asyncrag.api.jobs import router as jobs_router
+    from asyncrag.api.documents import router as documents_router
 
-    app.include_router(jobs_router, dependencies=[Depends(require_key)])
+    app.include_router(documents_router, dependencies=[Depends(require_key)])
     app.include_router(chat_router, dependencies=[Depends(require_key)])
     app.mount("/static", StaticFiles(directory=WEB), name="static")
     return app

@@ -16,6 +16,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from asyncrag.api import models as m
+from asyncrag.api.jobs import Jobs
 from asyncrag.api.metrics import Metrics
 from asyncrag.rag import AsyncRAG
 from asyncrag.results import Answer, Source
@@ -50,14 +51,12 @@ class Server:
     """What the lifespan builds once and every request shares."""
 
     def __init__(self, rag: AsyncRAG, options: ServeOptions, metrics: Metrics, llm_name: str | None) -> None:
-        from asyncrag.api.jobs import Jobs
-
         self.rag = rag
         self.options = options
         self.metrics = metrics
         self.llm_name = llm_name  # None: answers are the retrieved passages
         self.upload_root = Path(options.upload_dir).expanduser().resolve()
-        self.jobs = Jobs(self)
+        self.jobs = Jobs(rag, self.upload_root, metrics, self.public)
 
     def public(self, text: str) -> str:
         """`text` without this machine's paths: upload paths become document ids, the database path a word."""
