@@ -1,4 +1,4 @@
-"""The document routes: upload files (an ingest job), follow a job, list and delete documents."""
+"""The document routes: upload files (an ingest job), follow a job, list and delete documents, stats."""
 
 from __future__ import annotations
 
@@ -85,3 +85,9 @@ async def delete(doc_id: str, server: ServerDep) -> m.Deleted:
     if managed:
         uploaded.unlink(missing_ok=True)
     return m.Deleted(id=doc_id, chunks=known[source].chunks)
+
+
+@router.get("/v1/stats")
+async def stats(server: ServerDep) -> m.Stats:
+    """Documents, chunks, embedding model and dimension of the collection."""
+    return m.Stats(**(await server.rag.stats()).to_dict())
