@@ -4,7 +4,7 @@ An upload is stored as `<upload dir>/<job id>/<sanitised name>`: the server pick
 component, so no client-given name can point anywhere else. The library's document id is the
 file's path; the API shows it without the upload dir (`<job id>/<name>`). Jobs run one at a time
 (they share the embedder and the CPU) and live in memory: the only state the server keeps.
-No HTTP here: `deps.Server` owns a `Jobs`, so this module must not import `deps`.
+No routes or HTTP errors here: `deps.Server` owns a `Jobs`, so this module must not import `deps`.
 """
 
 from __future__ import annotations
