@@ -27,7 +27,7 @@ from asyncrag.errors import ConfigError
 ENV_PREFIX = "ASYNCRAG_"
 LLM_NAMES = ("local", "llamacpp", "transformers", "none")
 PositiveInt = Annotated[int, Field(ge=1)]
-TOP_K_MAX = 1000
+TOP_K_MAX = 1000  # the one limit for every caller (library, CLI, HTTP API): evaluations rank deep lists
 SearchMode = Literal["auto", "dense", "sparse", "hybrid"]
 SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
 

@@ -10,102 +10,33 @@ else is logged and answered with a bare 500, never a traceback or a server path.
 from __future__ import annotations
 
 import asyncio
-import hmac
-import json
 import logging
-import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from asyncrag.api import chat, documents, health, search
 from asyncrag.api import models as m
+from asyncrag.api.deps import ApiError, ServeOptions, Server, require_key
 from asyncrag.api.metrics import MeasuredEmbedder, Metrics
-from asyncrag.config import SearchMode, Settings
+from asyncrag.config import Settings
 from asyncrag.embed import Embedder, load_embedder
 from asyncrag.errors import AsyncRAGError, ConfigError, FilterError, LLMUnavailable, StoreError
 from asyncrag.llm import ChatModel
 from asyncrag.rag import AsyncRAG
-from asyncrag.results import Answer, Source
 from asyncrag.store import milvus
 
 log = logging.getLogger(__name__)
 WEB = Path(__file__).parent / "web"
-READY_TIMEOUT_S = 5.0
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    """What the server adds to the library's `Settings`."""
-
-    api_key: str | None = field(default=None, repr=False)  # bearer token; None: no auth
-    upload_dir: Path = Path("asyncrag-uploads")  # uploads are stored here, under names the server picks
-    max_upload_mb: float = 50.0  # per request, all files together
-    max_files: int = 20  # per request
-
-    @classmethod
-    def from_env(cls, **given: Any) -> ServeOptions:
-        """Defaults, `ASYNCRAG_API_KEY` from the environment, and the options given (None: not given)."""
-        options = replace(cls(), api_key=os.environ.get("ASYNCRAG_API_KEY") or None)
-        return replace(options, **{k: v for k, v in given.items() if v is not None})
-
-
-class ApiError(Exception):
-    """An HTTP error with a one-line message for the client."""
-
-    def __init__(self, status: int, type: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.type, self.message = status, type, message
-
-
-class Server:
-    """What the lifespan builds once and every request shares."""
-
-    def __init__(self, rag: AsyncRAG, options: ServeOptions, metrics: Metrics, llm_name: str | None) -> None:
-        from asyncrag.api.jobs import Jobs
-
-        self.rag = rag
-        self.options = options
-        self.metrics = metrics
-        self.llm_name = llm_name  # None: answers are the retrieved passages
-        self.upload_root = Path(options.upload_dir).expanduser().resolve()
-        self.jobs = Jobs(self)
-
-    def public(self, text: str) -> str:
-        """`text` without this machine's paths: upload paths become document ids, the database path a word."""
-        text = text.replace(str(self.upload_root) + os.sep, "")
-        uri = self.rag.settings.uri
-        return text.replace(uri, "<database>") if milvus.is_local(uri) else text
-
-    def source_out(self, s: Source) -> m.SourceOut:
-        return m.SourceOut(
-            text=s.text,
-            score=s.score,
-            source=self.public(s.source),
-            page=s.page,
-            start=s.start,
-            end=s.end,
-            heading=s.heading,
-        )
-
-    def answer_out(self, a: Answer) -> m.AskResponse:
-        return m.AskResponse(
-            answer=a.answer,
-            cited=a.cited,
-            sources=[self.source_out(s) for s in a.sources],
-            llm=m.LLMStatus(ok=a.llm_error is None, model=a.llm, error=a.llm_error and self.public(a.llm_error)),
-        )
 
 
 def server_settings(settings: Settings) -> Settings:
@@ -137,11 +68,11 @@ def create_app(
             store = await rag.store(create=True)  # the server ingests uploads: it may create the collection
             store.on_batch = metrics.milvus_batch_sent
             try:
-                chat = await rag.llm()
+                chat_model = await rag.llm()
             except LLMUnavailable as e:  # answers fall back to the passages; say so once, at start
                 log.warning("no LLM: answers will be the retrieved passages (%s)", e)
-                chat = None
-            app.state.server = Server(rag, options, metrics, chat.name if chat else None)
+                chat_model = None
+            app.state.server = Server(rag, options, metrics, chat_model.name if chat_model else None)
             yield
             await app.state.server.jobs.aclose()
         finally:
@@ -162,52 +93,27 @@ def create_app(
     )
     _add_error_handlers(app)
     app.add_middleware(MeasureRequests)
-    app.include_router(_public_routes())
-    app.include_router(_api_routes(), dependencies=[Depends(require_key)])
-    from asyncrag.api.chat import router as chat_router
-    from asyncrag.api.jobs import router as jobs_router
-
-    app.include_router(jobs_router, dependencies=[Depends(require_key)])
-    app.include_router(chat_router, dependencies=[Depends(require_key)])
-    app.mount("/static", StaticFiles(directory=WEB), name="static")
+    _add_routes(app)
+    _add_web_page(app)
     return app
 
 
-# -- shared dependencies -------------------------------------------------------------------------
+def _add_routes(app: FastAPI) -> None:
+    """Every route needs the key (when one is set) but liveness, which tells nothing about the data."""
+    app.include_router(health.public_router)
+    for routes in (health.router, search.router, documents.router, chat.router):
+        app.include_router(routes, dependencies=[Depends(require_key)])
 
 
-# Dependencies are `async def`: FastAPI runs plain `def` ones in a thread pool, a hop that cost
-# ~100 ms a request under load (measured) while the embedder's threads hold the GIL.
+def _add_web_page(app: FastAPI) -> None:
+    """The page at `/` and its assets under `/static`: a shell of HTML, CSS and JS with no data in it
+    (the data calls need the key), so neither needs the key."""
 
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(WEB / "index.html")
 
-async def get_server(request: Request) -> Server:
-    server: Server = request.app.state.server
-    return server
-
-
-ServerDep = Annotated[Server, Depends(get_server)]
-
-
-_bearer = HTTPBearer(auto_error=False, description="the server's ASYNCRAG_API_KEY")
-
-
-async def require_key(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> None:
-    """With ASYNCRAG_API_KEY set, a request must carry it as a bearer token (compared in constant time)."""
-    expected = request.app.state.server.options.api_key
-    if expected is None:
-        return
-    given = credentials.credentials if credentials else ""
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise ApiError(401, "unauthorized", "missing or wrong API key: send 'Authorization: Bearer <key>'")
-
-
-async def require_json(request: Request) -> None:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        given = content_type or "no content type"
-        raise ApiError(415, "unsupported_media_type", f"send JSON (Content-Type: application/json), not {given}")
+    app.mount("/static", StaticFiles(directory=WEB), name="static")
 
 
 # -- errors --------------------------------------------------------------------------------------
@@ -280,129 +186,3 @@ class MeasureRequests:
             if server is not None:
                 route = getattr(scope.get("route"), "path", "unmatched")
                 server.metrics.observe(scope["method"], route, status, time.perf_counter() - started)
-
-
-# -- routes --------------------------------------------------------------------------------------
-
-
-def _public_routes() -> APIRouter:
-    router = APIRouter()
-
-    @router.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        """The web page: a shell of HTML, CSS and JS with no data in it (the data calls need the key)."""
-        return FileResponse(WEB / "index.html")
-
-    @router.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, str]:
-        """Liveness: the process answers."""
-        return {"status": "ok"}
-
-    return router
-
-
-def _api_routes() -> APIRouter:
-    router = APIRouter()
-    json_body = [Depends(require_json)]
-
-    @router.get("/readyz", tags=["health"], responses={503: {"model": m.ErrorResponse}})
-    async def readyz(server: ServerDep) -> dict[str, Any]:
-        """Readiness: Milvus answers and the models are loaded."""
-        store = await server.rag.store()
-        try:
-            await asyncio.wait_for(
-                asyncio.to_thread(store.client.has_collection, store.collection_name), READY_TIMEOUT_S
-            )
-        except Exception as e:  # noqa: BLE001 - any failure means: not ready
-            raise ApiError(503, "not_ready", f"Milvus does not answer: {type(e).__name__}") from None
-        return {"status": "ready", "collection": store.collection_name, "llm": server.llm_name}
-
-    @router.post("/v1/search", tags=["query"], dependencies=json_body, responses={400: {"model": m.ErrorResponse}})
-    async def search(body: m.SearchRequest, server: ServerDep) -> m.SearchResponse:
-        """The passages most similar to `query`, best first."""
-        sources = await server.rag.search(body.query, body.top_k, body.filter, body.mode)
-        return m.SearchResponse(sources=[server.source_out(s) for s in sources])
-
-    @router.post(
-        "/v1/ask",
-        tags=["query"],
-        dependencies=json_body,
-        response_model=m.AskResponse,
-        responses={200: {"content": {"text/event-stream": {}}}, 400: {"model": m.ErrorResponse}},
-    )
-    async def ask(body: m.AskRequest, server: ServerDep) -> Any:
-        """An answer from the best passages, citing them as [1], [2], ...; streamed as SSE when `stream` is true.
-
-        The stream's events: `token` ({"text"}) as the answer is written, then `sources` (a list),
-        then `done` ({"answer", "cited", "llm"}: the whole answer, the [n] it cites, and whether the LLM wrote it).
-        """
-        if not body.stream:
-            return server.answer_out(await server.rag.ask(body.question, body.top_k, body.filter, mode=body.mode))
-        return StreamingResponse(
-            await answer_events(server, body.question, body.top_k, body.filter, body.mode),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-
-    @router.get("/v1/stats", tags=["documents"])
-    async def stats(server: ServerDep) -> m.Stats:
-        """Documents, chunks, embedding model and dimension of the collection."""
-        return m.Stats(**(await server.rag.stats()).to_dict())
-
-    @router.get("/metrics", tags=["health"], response_class=PlainTextResponse)
-    async def metrics(server: ServerDep) -> Response:
-        """Prometheus metrics."""
-        return server.metrics.response()
-
-    return router
-
-
-def sse(event: str, data: Any) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-
-async def answer_tokens(
-    server: Server, question: str, top_k: int | None, filter: str, mode: SearchMode | None = None
-) -> AsyncIterator[str | Answer]:
-    """The answer's tokens as they come, then the `Answer`. Retrieval errors are raised before
-    the first item, so that a caller can still answer them with a 4xx instead of a broken stream."""
-    queue: asyncio.Queue[str | None] = asyncio.Queue()
-    task = asyncio.ensure_future(server.rag.ask(question, top_k, filter, on_token=queue.put_nowait, mode=mode))
-    task.add_done_callback(lambda _: queue.put_nowait(None))
-    first = await queue.get()
-    if first is None:
-        task.result()  # raises the retrieval error, if any
-
-    async def rest() -> AsyncIterator[str | Answer]:
-        try:
-            piece = first
-            while piece is not None:
-                yield piece
-                piece = await queue.get()
-            yield task.result()
-        finally:
-            task.cancel()  # the client went away: stop generating
-
-    return rest()
-
-
-async def answer_events(
-    server: Server, question: str, top_k: int | None, filter: str, mode: SearchMode | None = None
-) -> AsyncIterator[str]:
-    """SSE frames: `token`s, `sources`, `done` (the answer in full, and the LLM's status)."""
-    items = await answer_tokens(server, question, top_k, filter, mode)
-
-    async def frames() -> AsyncIterator[str]:
-        streamed = False
-        async for item in items:
-            if isinstance(item, str):
-                streamed = True
-                yield sse("token", {"text": item})
-                continue
-            out = server.answer_out(item)
-            if not streamed:  # no LLM: the passages are the answer, sent as one piece
-                yield sse("token", {"text": out.answer})
-            yield sse("sources", [s.model_dump() for s in out.sources])
-            yield sse("done", {"answer": out.answer, "cited": out.cited, "llm": out.llm.model_dump()})
-
-    return frames()

@@ -18,7 +18,8 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from asyncrag.api import models as m
-from asyncrag.api.app import ApiError, Server, ServerDep, answer_tokens, require_json
+from asyncrag.api.answers import answer_tokens
+from asyncrag.api.deps import ApiError, Server, ServerDep, require_json
 from asyncrag.query.answer import citations
 from asyncrag.results import Answer, Source
 

@@ -6,10 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from asyncrag.config import SearchMode
+from asyncrag.config import TOP_K_MAX, SearchMode
 
 QUERY_MAX_CHARS = 2000  # a question, not a document: longer input is a client's mistake
-TOP_K_MAX = 50  # more passages than any answer can cite; the library allows more for batch use
 FILTER_MAX_CHARS = 2000
 MODE_HELP = "dense | sparse (BM25) | hybrid | auto (hybrid where the collection has BM25); default: the server's"
 

@@ -1,0 +1,119 @@
+"""What every route shares: the `Server` the lifespan builds, how a request gets it, auth, errors.
+
+Route modules import from here (and from models, metrics and the library), never from `app.py`
+or from each other: `app.py` imports them all to wire the app, so nothing may import it back.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from asyncrag.api import models as m
+from asyncrag.api.jobs import Jobs
+from asyncrag.api.metrics import Metrics
+from asyncrag.rag import AsyncRAG
+from asyncrag.results import Answer, Source
+from asyncrag.store import milvus
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What the server adds to the library's `Settings`."""
+
+    api_key: str | None = field(default=None, repr=False)  # bearer token; None: no auth
+    upload_dir: Path = Path("asyncrag-uploads")  # uploads are stored here, under names the server picks
+    max_upload_mb: float = 50.0  # per request, all files together
+    max_files: int = 20  # per request
+
+    @classmethod
+    def from_env(cls, **given: Any) -> ServeOptions:
+        """Defaults, `ASYNCRAG_API_KEY` from the environment, and the options given (None: not given)."""
+        options = replace(cls(), api_key=os.environ.get("ASYNCRAG_API_KEY") or None)
+        return replace(options, **{k: v for k, v in given.items() if v is not None})
+
+
+class ApiError(Exception):
+    """An HTTP error with a one-line message for the client."""
+
+    def __init__(self, status: int, type: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.type, self.message = status, type, message
+
+
+class Server:
+    """What the lifespan builds once and every request shares."""
+
+    def __init__(self, rag: AsyncRAG, options: ServeOptions, metrics: Metrics, llm_name: str | None) -> None:
+        self.rag = rag
+        self.options = options
+        self.metrics = metrics
+        self.llm_name = llm_name  # None: answers are the retrieved passages
+        self.upload_root = Path(options.upload_dir).expanduser().resolve()
+        self.jobs = Jobs(rag, self.upload_root, metrics, self.public)
+
+    def public(self, text: str) -> str:
+        """`text` without this machine's paths: upload paths become document ids, the database path a word."""
+        text = text.replace(str(self.upload_root) + os.sep, "")
+        uri = self.rag.settings.uri
+        return text.replace(uri, "<database>") if milvus.is_local(uri) else text
+
+    def source_out(self, s: Source) -> m.SourceOut:
+        return m.SourceOut(
+            text=s.text,
+            score=s.score,
+            source=self.public(s.source),
+            page=s.page,
+            start=s.start,
+            end=s.end,
+            heading=s.heading,
+        )
+
+    def answer_out(self, a: Answer) -> m.AskResponse:
+        return m.AskResponse(
+            answer=a.answer,
+            cited=a.cited,
+            sources=[self.source_out(s) for s in a.sources],
+            llm=m.LLMStatus(ok=a.llm_error is None, model=a.llm, error=a.llm_error and self.public(a.llm_error)),
+        )
+
+
+# Dependencies are `async def`: FastAPI runs plain `def` ones in a thread pool, a hop that cost
+# ~100 ms a request under load (measured) while the embedder's threads hold the GIL.
+
+
+async def get_server(request: Request) -> Server:
+    server: Server = request.app.state.server
+    return server
+
+
+ServerDep = Annotated[Server, Depends(get_server)]
+
+
+_bearer = HTTPBearer(auto_error=False, description="the server's ASYNCRAG_API_KEY")
+
+
+async def require_key(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """With ASYNCRAG_API_KEY set, a request must carry it as a bearer token (compared in constant time)."""
+    expected = request.app.state.server.options.api_key
+    if expected is None:
+        return
+    given = credentials.credentials if credentials else ""
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise ApiError(401, "unauthorized", "missing or wrong API key: send 'Authorization: Bearer <key>'")
+
+
+async def require_json(request: Request) -> None:
+    """A body of another kind gets a plain 415 saying what to send, not a validation error about its shape."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        given = content_type or "no content type"
+        raise ApiError(415, "unsupported_media_type", f"send JSON (Content-Type: application/json), not {given}")

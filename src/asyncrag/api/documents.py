@@ -1,0 +1,93 @@
+"""The document routes: upload files (an ingest job), follow a job, list and delete documents, stats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from starlette.datastructures import UploadFile
+
+from asyncrag.api import models as m
+from asyncrag.api.deps import ApiError, ServerDep
+
+router = APIRouter(tags=["documents"])
+
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/v1/documents",
+    status_code=202,
+    openapi_extra=UPLOAD_BODY,
+    responses={400: {"model": m.ErrorResponse}, 411: {"model": m.ErrorResponse}, 413: {"model": m.ErrorResponse}},
+)
+async def upload(request: Request, server: ServerDep) -> m.Job:
+    """Upload files (multipart field `files`, one or more) → an ingest job; poll GET /v1/jobs/{id}.
+
+    .txt .md .pdf .html .docx; a file that cannot be ingested is reported in the job's report.
+    """
+    opts = server.options
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise ApiError(415, "unsupported_media_type", "upload files as multipart/form-data, in the field 'files'")
+    length = request.headers.get("content-length")
+    if length is None or not length.isdigit():
+        raise ApiError(411, "length_required", "send the upload with a Content-Length")
+    if int(length) > opts.max_upload_mb * 2**20:
+        raise ApiError(413, "too_large", f"the upload is over the limit of {opts.max_upload_mb:g} MiB per request")
+    async with request.form(max_files=opts.max_files, max_fields=opts.max_files) as form:
+        uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
+        if not uploads:
+            raise ApiError(400, "invalid_request", "no files: send them in the multipart field 'files'")
+        return await server.jobs.submit(uploads)
+
+
+@router.get("/v1/jobs/{job_id}", responses={404: {"model": m.ErrorResponse}})
+async def job(job_id: str, server: ServerDep) -> m.Job:
+    """An ingest job's status, progress and, when done, its per-file report."""
+    found = server.jobs.get(job_id)
+    if found is None:
+        raise ApiError(404, "not_found", f"no job {job_id!r} (jobs live in the server's memory until it restarts)")
+    return found
+
+
+@router.get("/v1/documents")
+async def documents(server: ServerDep) -> m.DocumentList:
+    """Every document in the collection, with its chunk count (from the collection's document records)."""
+    stored = await server.rag.documents()
+    docs = [m.Document(id=server.public(d.doc_id), name=Path(d.doc_id).name, chunks=d.chunks) for d in stored]
+    return m.DocumentList(documents=docs)
+
+
+@router.delete("/v1/documents/{doc_id:path}", responses={404: {"model": m.ErrorResponse}})
+async def delete(doc_id: str, server: ServerDep) -> m.Deleted:
+    """Delete a document's chunks and record (and, for an upload, its file)."""
+    uploaded = (server.upload_root / doc_id).resolve()
+    managed = uploaded.is_relative_to(server.upload_root) and uploaded != server.upload_root
+    source = str(uploaded) if managed else doc_id
+    known = {d.doc_id: d for d in await server.rag.documents()}
+    if source not in known:
+        raise ApiError(404, "not_found", f"no document {doc_id!r}: GET /v1/documents lists them")
+    await server.rag.delete([source])
+    if managed:
+        uploaded.unlink(missing_ok=True)
+    return m.Deleted(id=doc_id, chunks=known[source].chunks)
+
+
+@router.get("/v1/stats")
+async def stats(server: ServerDep) -> m.Stats:
+    """Documents, chunks, embedding model and dimension of the collection."""
+    return m.Stats(**(await server.rag.stats()).to_dict())
