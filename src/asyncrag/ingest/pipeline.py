@@ -41,7 +41,7 @@ from asyncrag.ingest.chunk import ChunkSpec
 from asyncrag.ingest.discover import Discovery, Found, discover, in_shard
 from asyncrag.ingest.parse import Unit, parse, plan
 from asyncrag.results import FileReport, IngestReport, Status
-from asyncrag.store import expr
+from asyncrag.store.collection import Collection
 from asyncrag.store.manifest import DocumentRecord, Manifest
 from asyncrag.store.vector_store import CoalescingMilvusVectorStore
 
@@ -193,15 +193,14 @@ class Pipeline:
 
     def __init__(
         self,
-        store: CoalescingMilvusVectorStore,
-        manifest: Manifest,
+        collection: Collection,
         embedder: Embedder,
         spec: ChunkSpec,
         limits: Limits,
         on_progress: Progress | None,
         total: int,
     ) -> None:
-        self.store, self.manifest, self.embedder, self.spec, self.limits = store, manifest, embedder, spec, limits
+        self.collection, self.embedder, self.spec, self.limits = collection, embedder, spec, limits
         self.on_progress = on_progress
         self.total = total
         self.done = 0
@@ -331,7 +330,7 @@ class Pipeline:
             live = [n for n in nodes if self._doc(n).error is None]
             if not live or self.fatal is not None:
                 return
-            await _with_retries(lambda: self.store.async_add(live), self.limits, "writing to Milvus")
+            await _with_retries(lambda: self.collection.write(live), self.limits, "writing to Milvus")
         except Exception as e:  # noqa: BLE001
             await self._failed(e, nodes, "writing to Milvus")
             return
@@ -354,7 +353,7 @@ class Pipeline:
             return
         self._unflushed = 0
         try:
-            await _with_retries(lambda: asyncio.to_thread(_flush, self.store), self.limits, "flushing Milvus")
+            await _with_retries(lambda: _flush(self.collection), self.limits, "flushing Milvus")
         except Exception as e:  # noqa: BLE001 - what was written is stored; a flush only seals it sooner
             log.warning("flushing Milvus failed (%s); going on", _reason(e))
 
@@ -366,7 +365,7 @@ class Pipeline:
             try:
                 base = doc.record or DocumentRecord(doc.found.doc_id, source=str(doc.found.path))
                 marker = DocumentRecord(**{**base.__dict__, "writing": doc.version})
-                await _with_retries(lambda: self.manifest.put([marker]), self.limits, "recording in Milvus")
+                await _with_retries(lambda: self.collection.put_records([marker]), self.limits, "recording in Milvus")
                 doc.marked.set_result(None)
             except BaseException as e:
                 doc.marked.set_exception(e)
@@ -386,16 +385,11 @@ class Pipeline:
     async def _complete(self, doc: _Doc) -> None:
         doc_id = doc.found.doc_id
         try:
-            stale = expr.all_of(expr.equals(self.store.doc_id_field, doc_id), expr.differs("version", doc.version))
             await _with_retries(
-                lambda: self.store.async_client.delete(
-                    self.store.collection_name, filter=stale, timeout=self.store.request_timeout_s
-                ),
-                self.limits,
-                "deleting old chunks",
+                lambda: self.collection.delete_other_versions(doc_id, doc.version), self.limits, "deleting old chunks"
             )
             doc.new.chunks = doc.chunks_written
-            await _with_retries(lambda: self.manifest.put([doc.new]), self.limits, "recording in Milvus")
+            await _with_retries(lambda: self.collection.put_records([doc.new]), self.limits, "recording in Milvus")
         except Exception as e:  # noqa: BLE001
             if _transient(e):
                 self._abort(f"finishing {doc.found.path} in Milvus kept failing ({_reason(e)})")
@@ -413,14 +407,11 @@ class Pipeline:
     async def _undo(self, doc: _Doc) -> None:
         doc_id = doc.found.doc_id
         try:
-            partial = expr.all_of(expr.equals(self.store.doc_id_field, doc_id), expr.equals("version", doc.version))
-            await self.store.async_client.delete(
-                self.store.collection_name, filter=partial, timeout=self.store.request_timeout_s
-            )
+            await self.collection.delete_version(doc_id, doc.version)
             if doc.record is not None:
-                await self.manifest.put([doc.record])
+                await self.collection.put_records([doc.record])
             else:
-                await self.manifest.delete([doc_id])
+                await self.collection.delete_records([doc_id])
         except Exception as e:  # noqa: BLE001 - the next run finds the row still "writing" and cleans up
             log.warning("could not clean up after %s (%s); the next run will", doc.found.path, _reason(e))
 
@@ -502,16 +493,24 @@ async def _changed(
 
 async def ingest(
     paths: list[str | Path],
+    collection: Collection | None = None,
     *,
-    store: CoalescingMilvusVectorStore,
-    manifest: Manifest,
     embedder: Embedder,
     chunk_spec: ChunkSpec,
     limits: Limits | None = None,
     options: Options | None = None,
     on_progress: Progress | None = None,
+    store: CoalescingMilvusVectorStore | None = None,
+    manifest: Manifest | None = None,
 ) -> IngestReport:
-    """Bring the collection up to date with `paths`; see the module docstring."""
+    """Bring `collection` up to date with `paths`; see the module docstring.
+
+    `store` and `manifest` (its vector store and its records) name the collection the older way.
+    """
+    if collection is None:
+        if store is None:
+            raise TypeError("ingest() needs the collection to write to")
+        collection = Collection(store, manifest)
     limits, options = limits or Limits(), options or Options()
     started = time.perf_counter()
     found: Discovery = discover(paths, limits.max_file_mb * 2**20, options.doc_id_prefix)
@@ -521,12 +520,12 @@ async def ingest(
         mine = {f.doc_id for f in files}
         reports += [FileReport(str(f.path), f.doc_id, Status.SKIPPED) for f in found.files if f.doc_id not in mine]
 
-    records = await manifest.get(f.doc_id for f in files)
+    records = await collection.get_records(f.doc_id for f in files)
     todo, unchanged, restat = await _changed(files, records, fingerprint(chunk_spec, embedder))
     reports += unchanged
-    await manifest.put(restat)
+    await collection.put_records(restat)
 
-    pipeline = Pipeline(store, manifest, embedder, chunk_spec, limits, on_progress, len(todo))
+    pipeline = Pipeline(collection, embedder, chunk_spec, limits, on_progress, len(todo))
     try:
         if todo:
             await pipeline.run(todo)
@@ -538,44 +537,38 @@ async def ingest(
                 path, doc_id = str(doc.found.path), doc.found.doc_id
                 reports.append(FileReport(path, doc_id, status, doc.chunks_written, seconds, doc.error))
     if options.prune:
-        reports += await _prune(found, options, store, manifest, limits)
-    await asyncio.to_thread(_flush, store)
+        reports += await _prune(found, options, collection, limits)
+    await _flush(collection)
     return IngestReport(reports, time.perf_counter() - started)
 
 
-async def _prune(
-    found: Discovery, options: Options, store: CoalescingMilvusVectorStore, manifest: Manifest, limits: Limits
-) -> list[FileReport]:
+async def _prune(found: Discovery, options: Options, collection: Collection, limits: Limits) -> list[FileReport]:
     """Delete the documents gone from the given paths (only those; chunks first, then the record)."""
     if found.blind:
         log.warning("not pruning: a folder could not be read, so what it holds is unknown")
         return []
     gone = [
-        r for r in await manifest.all(store.client)
+        r for r in await collection.records()
         if found.may_prune(r.doc_id) and in_shard(r.doc_id, options.shard)
     ]
     reports = []
     for record in gone:
         ids = [record.doc_id]
-        await _with_retries(functools.partial(store.adelete_documents, ids), limits, "deleting a document")
-        await _with_retries(functools.partial(manifest.delete, ids), limits, "deleting a record")
+        await _with_retries(functools.partial(collection.delete_documents, ids), limits, "deleting a document")
         reports.append(FileReport(record.source, record.doc_id, Status.DELETED, record.chunks))
     return reports
 
 
-def _flush(store: CoalescingMilvusVectorStore) -> None:
-    """Seal what was written: searches right after read sealed segments (fast), not the memtable."""
-    store.client.flush(store.collection_name)
+async def _flush(collection: Collection) -> None:
+    """Every flush of a run goes through here (tests count them)."""
+    await collection.flush()
 
 
-async def delete_documents(
-    doc_ids: list[str], store: CoalescingMilvusVectorStore, manifest: Manifest
-) -> list[str]:
+async def delete_documents(doc_ids: list[str], collection: Collection) -> list[str]:
     """Delete these documents (chunks first, then records); returns the ids that were stored."""
-    known = await manifest.get(doc_ids)
-    await store.adelete_documents(doc_ids)
-    await manifest.delete(doc_ids)
-    await asyncio.to_thread(_flush, store)
+    known = await collection.get_records(doc_ids)
+    await collection.delete_documents(doc_ids)
+    await _flush(collection)
     return [d for d in doc_ids if d in known]
 
 
