@@ -155,22 +155,12 @@ class AsyncRAG:
         Returns a report with one entry per file (added / updated / unchanged / deleted / failed).
         Raises RunAborted when Milvus or the embedding endpoint stays down.
         """
-        s = self.settings
-        limits = Limits(
-            embed_batch_size=s.embed_batch_size,
-            parse_workers=s.parse_workers,
-            pdf_pages_per_task=s.pdf_pages_per_task,
-            max_file_mb=s.max_file_mb,
-            max_concurrency=s.max_concurrency,
-            embed_rps=s.embed_rps,
-            flush_every_rows=milvus.LITE_FLUSH_EVERY_ROWS if milvus.is_local(s.uri) else None,
-        )
         return await ingest(
             paths,
             await self.collection(create=True),
             embedder=await self.embedder(),
             chunk_spec=await self.chunk_spec(),
-            limits=limits,
+            limits=Limits.from_settings(self.settings),
             options=Options(prune=prune, shard=shard, doc_id_prefix=doc_id_prefix),
             on_progress=on_progress,
         )

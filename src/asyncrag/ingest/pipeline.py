@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +35,7 @@ from llama_index.core.schema import BaseNode, MetadataMode
 from pymilvus.exceptions import MilvusException
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from asyncrag.config import Settings
 from asyncrag.embed import Embedder
 from asyncrag.errors import AsyncRAGError, ReadError, StoreError, one_line
 from asyncrag.ingest.chunk import ChunkSpec
@@ -43,6 +44,7 @@ from asyncrag.ingest.parse import Unit, parse, plan
 from asyncrag.results import FileReport, IngestReport, Status
 from asyncrag.store.collection import Collection
 from asyncrag.store.manifest import DocumentRecord, Manifest
+from asyncrag.store.milvus import LITE_FLUSH_EVERY_ROWS, is_local
 from asyncrag.store.vector_store import CoalescingMilvusVectorStore
 
 log = logging.getLogger(__name__)
@@ -51,16 +53,21 @@ T = TypeVar("T")
 Progress = Callable[[int, int, int], None]  # (files done, files total, chunks written)
 
 
+def _setting(default: T) -> T:
+    """A knob that is also a `Settings` field of the same name (`Limits.from_settings` copies it)."""
+    return field(default=default, metadata={"setting": True})
+
+
 @dataclass
 class Limits:
-    """The pipeline's knobs; the first six are the `Settings` of the same names."""
+    """The pipeline's knobs; those made with `_setting` come from the `Settings` of the same names."""
 
-    embed_batch_size: int = 64
-    parse_workers: int = 0
-    pdf_pages_per_task: int = 16
-    max_file_mb: float = 100
-    max_concurrency: int = 1  # embedding calls in flight: 1 suits a local model, more a remote endpoint
-    embed_rps: float | None = None  # embedding calls started per second, at most (a remote endpoint's quota)
+    embed_batch_size: int = _setting(64)
+    parse_workers: int = _setting(0)
+    pdf_pages_per_task: int = _setting(16)
+    max_file_mb: float = _setting(100.0)
+    max_concurrency: int = _setting(1)  # embedding calls in flight: 1 suits a local model, more a remote endpoint
+    embed_rps: float | None = _setting(None)  # embedding calls started per second, at most (an endpoint's quota)
     # Big text files are read and chunked in stretches of this size. Small enough that nltk's sentence
     # splitter, which gives each regex call 5 s, never meets a whole megabyte of paragraph (it did,
     # on a 200 MB file, with the embedder and Milvus Lite beside it: benchmarks/incremental_bench.py).
@@ -72,6 +79,13 @@ class Limits:
     flush_every_rows: int | None = None
     attempts: int = 4  # for transient failures of the embedder and of Milvus (each Milvus call has a deadline)
     max_backoff_s: float = 20.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        """The limits `settings` ask for; on Milvus Lite also a flush every few thousand rows."""
+        knobs = {f.name: getattr(settings, f.name) for f in fields(cls) if f.metadata.get("setting")}
+        flush_every_rows = LITE_FLUSH_EVERY_ROWS if is_local(settings.uri) else None
+        return cls(**knobs, flush_every_rows=flush_every_rows)
 
 
 @dataclass(frozen=True)
