@@ -15,6 +15,8 @@ Each bound has one owner: `Pipeline._parse_all` holds parsed-but-not-embedded un
 `max_writes`. Transient failures of the embedder (429, 5xx, timeouts; `Retry-After` honoured)
 and of Milvus are retried with exponential backoff and jitter; when they persist the run stops
 with one clear message, and the next run resumes. Any other error fails its own file only.
+The run's tasks live in one `asyncio.TaskGroup`, so a stop (RunAborted) cancels every task at
+once and the documents being written stay recorded "writing", for the next run to redo.
 """
 
 from __future__ import annotations
@@ -24,12 +26,12 @@ import functools
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from llama_index.core.schema import BaseNode, MetadataMode
 from pymilvus.exceptions import MilvusException
@@ -226,23 +228,20 @@ class Pipeline:
         self._write_slots = asyncio.Semaphore(limits.max_writes)
         self._next_call = 0.0  # when the next embedding call may start (embed_rps)
         self._unflushed = 0  # rows written since the last flush (flush_every_rows)
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Every task of the run: the parser, each embedding call, write and finish. A document's
+        # failure stays inside its task; a RunAborted raised in one cancels all the others.
+        self._tasks = asyncio.TaskGroup()
 
     async def run(self, docs: list[_Doc]) -> None:
         self.docs = {d.found.doc_id: d for d in docs}
         parsed: asyncio.Queue[tuple[str, list[BaseNode]] | None] = asyncio.Queue()
         with _executor(self.limits.parse_workers) as pool:
-            producer = asyncio.ensure_future(self._parse_all(pool, docs, parsed))
             try:
-                await self._embed_all(parsed)
-                if self.fatal is None:
-                    await producer
-                while self._tasks:
-                    await asyncio.gather(*list(self._tasks), return_exceptions=True)
-            finally:
-                producer.cancel()
-                for task in list(self._tasks):
-                    task.cancel()
+                async with self._tasks:
+                    self._spawn(self._parse_all(pool, docs, parsed))
+                    await self._embed_all(parsed)
+            except* RunAborted:
+                pass  # self.fatal is the first one
         if self.fatal is not None:
             raise self.fatal  # documents left "writing" are redone by the next run
         # Only now, with no write in flight, can a failed document's half-written version be removed.
@@ -256,24 +255,21 @@ class Pipeline:
         self, pool: Executor, docs: list[_Doc], out: asyncio.Queue[tuple[str, list[BaseNode]] | None]
     ) -> None:
         loop = asyncio.get_running_loop()
-        parsing: list[asyncio.Task[None]] = []
-        for doc in docs:
-            if self.fatal is not None:
-                break
-            whole = Unit(doc.found.path, str(doc.found.path), doc.found.doc_id, doc.version)
-            try:
-                units = await loop.run_in_executor(
-                    pool, plan, whole, self.limits.pdf_pages_per_task, self.limits.text_bytes_per_unit
-                )
-            except Exception as e:  # noqa: BLE001 - one file's problem
-                await self._fail(doc, _reason(e))
-                continue
-            doc.units_left = len(units)
-            await self._check(doc)
-            for unit in units:
-                await self._unit_slots.acquire()
-                parsing.append(asyncio.ensure_future(self._parse_one(pool, unit, out)))
-        await asyncio.gather(*parsing)
+        async with asyncio.TaskGroup() as parsing:  # the end of the input is sent once every unit is parsed
+            for doc in docs:
+                whole = Unit(doc.found.path, str(doc.found.path), doc.found.doc_id, doc.version)
+                try:
+                    units = await loop.run_in_executor(
+                        pool, plan, whole, self.limits.pdf_pages_per_task, self.limits.text_bytes_per_unit
+                    )
+                except Exception as e:  # noqa: BLE001 - one file's problem
+                    await self._fail(doc, _reason(e))
+                    continue
+                doc.units_left = len(units)
+                await self._check(doc)
+                for unit in units:
+                    await self._unit_slots.acquire()
+                    parsing.create_task(self._parse_one(pool, unit, out))
         await out.put(None)
 
     async def _parse_one(
@@ -294,7 +290,7 @@ class Pipeline:
     async def _embed_all(self, parsed: asyncio.Queue[tuple[str, list[BaseNode]] | None]) -> None:
         buffer: list[BaseNode] = []
         finished = False
-        while (not finished or buffer) and self.fatal is None:
+        while not finished or buffer:
             # Block for input only when there is nothing to embed; otherwise take what is ready.
             while not finished and len(buffer) < self.limits.embed_batch_size and (not buffer or not parsed.empty()):
                 item = await parsed.get()
@@ -315,7 +311,7 @@ class Pipeline:
     async def _embed(self, nodes: list[BaseNode]) -> None:
         try:
             live = [n for n in nodes if self._doc(n).error is None]
-            if not live or self.fatal is not None:
+            if not live:
                 return
             texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in live]
             await self._pace()
@@ -342,7 +338,7 @@ class Pipeline:
                 if doc.error is None:
                     await self._mark_writing(doc)
             live = [n for n in nodes if self._doc(n).error is None]
-            if not live or self.fatal is not None:
+            if not live:
                 return
             await _with_retries(lambda: self.collection.write(live), self.limits, "writing to Milvus")
         except Exception as e:  # noqa: BLE001
@@ -405,9 +401,9 @@ class Pipeline:
             doc.new.chunks = doc.chunks_written
             await _with_retries(lambda: self.collection.put_records([doc.new]), self.limits, "recording in Milvus")
         except Exception as e:  # noqa: BLE001
+            doc.error = doc.error or f"could not finish in Milvus: {_reason(e)}"
             if _transient(e):
                 self._abort(f"finishing {doc.found.path} in Milvus kept failing ({_reason(e)})")
-            doc.error = doc.error or f"could not finish in Milvus: {_reason(e)}"
         self._progress(doc)
 
     async def _fail(self, doc: _Doc, reason: str) -> None:
@@ -449,12 +445,14 @@ class Pipeline:
         for doc in {self._doc(n).found.doc_id: self._doc(n) for n in nodes}.values():
             await self._fail(doc, reason)
 
-    def _abort(self, why: str) -> None:
+    def _abort(self, why: str) -> NoReturn:
+        """Stop the run: raised in a task of the run's TaskGroup, it cancels every other task."""
         if self.fatal is None:
             self.fatal = RunAborted(
                 f"{why} after {self.limits.attempts} attempts; the run stopped. Nothing stored is lost: "
                 "run the same command again to resume"
             )
+        raise self.fatal
 
     def _doc(self, node: BaseNode) -> _Doc:
         return self.docs[node.ref_doc_id or ""]
@@ -464,10 +462,8 @@ class Pipeline:
         if self.on_progress:
             self.on_progress(self.done, self.total, self.chunks)
 
-    def _spawn(self, work: Any) -> None:
-        task = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        self._tasks.create_task(work)
 
 
 def _executor(workers: int) -> Executor:
