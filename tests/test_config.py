@@ -178,3 +178,16 @@ def test_malformed_toml_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 def test_home_in_a_lite_uri_is_expanded_and_server_uris_are_kept() -> None:
     assert Settings.load(uri="~/x.db").uri == str(Path.home() / "x.db")
     assert Settings.load(uri="http://127.0.0.1:19530").uri == "http://127.0.0.1:19530"
+
+
+def test_the_pipeline_limits_come_from_the_settings_of_the_same_names() -> None:
+    from asyncrag.ingest.pipeline import Limits
+
+    settings = Settings.load(
+        embed_batch_size=8, parse_workers=2, pdf_pages_per_task=4, max_file_mb=5, max_concurrency=3, embed_rps=1.5
+    )
+    limits = Limits.from_settings(settings)
+    assert (limits.embed_batch_size, limits.parse_workers, limits.pdf_pages_per_task) == (8, 2, 4)
+    assert (limits.max_file_mb, limits.max_concurrency, limits.embed_rps) == (5, 3, 1.5)
+    assert limits.flush_every_rows == 4000  # Milvus Lite: small segments keep its memory peak low
+    assert Limits.from_settings(settings.override(uri="http://milvus:19530")).flush_every_rows is None

@@ -30,8 +30,8 @@ from asyncrag.query.answer import retrieval_only, stream_answer
 from asyncrag.query.retrieve import Retriever
 from asyncrag.results import Answer, CollectionStats, DocumentInfo, IngestReport, Source
 from asyncrag.store import milvus, reindex
+from asyncrag.store.collection import Collection, read_stats
 from asyncrag.store.manifest import Manifest
-from asyncrag.store.manifest import ensure as ensure_manifest
 from asyncrag.store.vector_store import CoalescingMilvusVectorStore
 
 log = logging.getLogger(__name__)
@@ -75,8 +75,7 @@ class AsyncRAG:
         self.settings = settings.override(**overrides) if settings else Settings.load(**overrides)
         self._embedder = embedder
         self._llm: ChatModel | None = _UNSET if llm is None or isinstance(llm, str) else llm
-        self._store: CoalescingMilvusVectorStore | None = None
-        self._created = False  # whether the store was opened by ingest (collection and manifest ensured)
+        self._collection: Collection | None = None
         self._retriever: Retriever | None = None
 
     async def __aenter__(self) -> AsyncRAG:
@@ -87,9 +86,9 @@ class AsyncRAG:
 
     async def aclose(self) -> None:
         """Finish pending writes and searches and close the Milvus clients."""
-        if self._store is not None:
-            await _close(self._store)
-            self._store = None
+        if self._collection is not None:
+            await self._collection.close()
+            self._collection = None
             self._retriever = None
 
     # -- parts, loaded on first use ------------------------------------------------------
@@ -101,42 +100,25 @@ class AsyncRAG:
             self._embedder = await asyncio.to_thread(load_embedder, self.settings.embed_model)
         return self._embedder
 
-    async def store(self, create: bool = False) -> CoalescingMilvusVectorStore:
-        """The collection's vector store. Only `create=True` (ingest) makes a missing collection.
+    async def collection(self, create: bool = False) -> Collection:
+        """The collection, opened on first use. Only `create=True` (ingest) makes a missing one.
 
         Raises StoreError when Milvus does not answer, the collection is missing, or it holds
         vectors of another embedding model.
         """
-        if self._store is not None and create and not self._created:  # opened for reading first
-            await asyncio.to_thread(ensure_manifest, self._store.client, self.settings.collection)
-            self._created = True
-        if self._store is None:
-            s = self.settings
-            client = milvus.connect(s.uri, s.token, create=create)  # before loading any model: fail fast
-            try:
-                if not create:
-                    milvus.require_collection(client, s.uri, s.collection)
-                e = await self.embedder()
-                # Built on the event loop's thread: its async client belongs to this loop.
-                self._store = milvus.open_store(
-                    client,
-                    s.uri,
-                    s.collection,
-                    embedder=e,
-                    create=create,
-                    token=s.token,
-                    consistency_level=s.consistency_level,
-                    bm25=s.bm25,
-                )
-                self._created = create
-            finally:
-                client.close()
-        return self._store
+        if self._collection is None:
+            self._collection = await Collection.open(self.settings, self.embedder, create=create)
+        elif create:  # opened for reading first
+            await self._collection.make_writable()
+        return self._collection
+
+    async def store(self, create: bool = False) -> CoalescingMilvusVectorStore:
+        """The collection's vector store (LlamaIndex's `MilvusVectorStore`, coalescing)."""
+        return (await self.collection(create)).store
 
     async def manifest(self) -> Manifest:
         """The collection's record of its documents (store/manifest.py)."""
-        store = await self.store()
-        return Manifest(store.async_client, self.settings.collection, timeout=store.request_timeout_s)
+        return (await self.collection()).manifest
 
     async def llm(self) -> ChatModel | None:
         """The configured LLM, None for "none"; raises LLMUnavailable (saying how to configure one)."""
@@ -173,24 +155,12 @@ class AsyncRAG:
         Returns a report with one entry per file (added / updated / unchanged / deleted / failed).
         Raises RunAborted when Milvus or the embedding endpoint stays down.
         """
-        s = self.settings
-        limits = Limits(
-            embed_batch_size=s.embed_batch_size,
-            parse_workers=s.parse_workers,
-            pdf_pages_per_task=s.pdf_pages_per_task,
-            max_file_mb=s.max_file_mb,
-            max_concurrency=s.max_concurrency,
-            embed_rps=s.embed_rps,
-            flush_every_rows=milvus.LITE_FLUSH_EVERY_ROWS if milvus.is_local(s.uri) else None,
-        )
-        store = await self.store(create=True)
         return await ingest(
             paths,
-            store=store,
-            manifest=await self.manifest(),
+            await self.collection(create=True),
             embedder=await self.embedder(),
             chunk_spec=await self.chunk_spec(),
-            limits=limits,
+            limits=Limits.from_settings(self.settings),
             options=Options(prune=prune, shard=shard, doc_id_prefix=doc_id_prefix),
             on_progress=on_progress,
         )
@@ -198,8 +168,7 @@ class AsyncRAG:
     @_milvus_errors
     async def documents(self) -> list[DocumentInfo]:
         """Every stored document: id, source, chunks, content hash, whether complete, when written."""
-        store = await self.store()
-        records = await (await self.manifest()).all(store.client)
+        records = await (await self.collection()).records()
         return sorted(
             (DocumentInfo(r.doc_id, r.source, r.chunks, r.hash, r.complete, r.updated_at) for r in records),
             key=lambda d: d.doc_id,
@@ -208,7 +177,7 @@ class AsyncRAG:
     @_milvus_errors
     async def delete(self, doc_ids: list[str]) -> list[str]:
         """Delete these documents' chunks and records; returns the ids that were stored."""
-        return await delete_documents(doc_ids, await self.store(), await self.manifest())
+        return await delete_documents(doc_ids, await self.collection())
 
     @_milvus_errors
     async def search(
@@ -283,7 +252,7 @@ class AsyncRAG:
             if client.has_collection(temp):  # a copy that a killed run left incomplete
                 client.drop_collection(temp)
             copy = milvus.open_store(client, s.uri, temp, embedder=await self.embedder(), token=s.token)
-            await _close(copy)
+            await Collection(copy).close()
             copied = await asyncio.to_thread(reindex.copy_rows, client, s.collection, temp)
             await self.aclose()
             await asyncio.to_thread(reindex.swap, client, s.collection)
@@ -294,13 +263,7 @@ class AsyncRAG:
     @_milvus_errors
     async def stats(self) -> CollectionStats:
         """Documents, chunks, embedding model and dimension of this collection (no model is loaded)."""
-        s = self.settings
-        client = milvus.connect(s.uri, s.token)
-        try:
-            milvus.require_collection(client, s.uri, s.collection)
-            return await asyncio.to_thread(milvus.stats, client, s.collection)
-        finally:
-            client.close()
+        return await read_stats(self.settings)
 
     @_milvus_errors
     async def collections(self) -> list[CollectionStats]:
@@ -312,13 +275,6 @@ class AsyncRAG:
             return [await asyncio.to_thread(milvus.stats, client, name) for name in names]
         finally:
             client.close()
-
-
-async def _close(store: CoalescingMilvusVectorStore) -> None:
-    await store.aflush_pending()
-    if store.aclient is not None:
-        await store.aclient.close()
-    store.client.close()
 
 
 class RAG:

@@ -15,6 +15,8 @@ Each bound has one owner: `Pipeline._parse_all` holds parsed-but-not-embedded un
 `max_writes`. Transient failures of the embedder (429, 5xx, timeouts; `Retry-After` honoured)
 and of Milvus are retried with exponential backoff and jitter; when they persist the run stops
 with one clear message, and the next run resumes. Any other error fails its own file only.
+The run's tasks live in one `asyncio.TaskGroup`, so a stop (RunAborted) cancels every task at
+once and the documents being written stay recorded "writing", for the next run to redo.
 """
 
 from __future__ import annotations
@@ -24,25 +26,27 @@ import functools
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from llama_index.core.schema import BaseNode, MetadataMode
 from pymilvus.exceptions import MilvusException
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from asyncrag.config import Settings
 from asyncrag.embed import Embedder
 from asyncrag.errors import AsyncRAGError, ReadError, StoreError, one_line
 from asyncrag.ingest.chunk import ChunkSpec
 from asyncrag.ingest.discover import Discovery, Found, discover, in_shard
 from asyncrag.ingest.parse import Unit, parse, plan
 from asyncrag.results import FileReport, IngestReport, Status
-from asyncrag.store import expr
+from asyncrag.store.collection import Collection
 from asyncrag.store.manifest import DocumentRecord, Manifest
+from asyncrag.store.milvus import LITE_FLUSH_EVERY_ROWS, is_local
 from asyncrag.store.vector_store import CoalescingMilvusVectorStore
 
 log = logging.getLogger(__name__)
@@ -51,16 +55,21 @@ T = TypeVar("T")
 Progress = Callable[[int, int, int], None]  # (files done, files total, chunks written)
 
 
+def _setting(default: T) -> T:
+    """A knob that is also a `Settings` field of the same name (`Limits.from_settings` copies it)."""
+    return field(default=default, metadata={"setting": True})
+
+
 @dataclass
 class Limits:
-    """The pipeline's knobs; the first six are the `Settings` of the same names."""
+    """The pipeline's knobs; those made with `_setting` come from the `Settings` of the same names."""
 
-    embed_batch_size: int = 64
-    parse_workers: int = 0
-    pdf_pages_per_task: int = 16
-    max_file_mb: float = 100
-    max_concurrency: int = 1  # embedding calls in flight: 1 suits a local model, more a remote endpoint
-    embed_rps: float | None = None  # embedding calls started per second, at most (a remote endpoint's quota)
+    embed_batch_size: int = _setting(64)
+    parse_workers: int = _setting(0)
+    pdf_pages_per_task: int = _setting(16)
+    max_file_mb: float = _setting(100.0)
+    max_concurrency: int = _setting(1)  # embedding calls in flight: 1 suits a local model, more a remote endpoint
+    embed_rps: float | None = _setting(None)  # embedding calls started per second, at most (an endpoint's quota)
     # Big text files are read and chunked in stretches of this size. Small enough that nltk's sentence
     # splitter, which gives each regex call 5 s, never meets a whole megabyte of paragraph (it did,
     # on a 200 MB file, with the embedder and Milvus Lite beside it: benchmarks/incremental_bench.py).
@@ -72,6 +81,13 @@ class Limits:
     flush_every_rows: int | None = None
     attempts: int = 4  # for transient failures of the embedder and of Milvus (each Milvus call has a deadline)
     max_backoff_s: float = 20.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        """The limits `settings` ask for; on Milvus Lite also a flush every few thousand rows."""
+        knobs = {f.name: getattr(settings, f.name) for f in fields(cls) if f.metadata.get("setting")}
+        flush_every_rows = LITE_FLUSH_EVERY_ROWS if is_local(settings.uri) else None
+        return cls(**knobs, flush_every_rows=flush_every_rows)
 
 
 @dataclass(frozen=True)
@@ -193,15 +209,14 @@ class Pipeline:
 
     def __init__(
         self,
-        store: CoalescingMilvusVectorStore,
-        manifest: Manifest,
+        collection: Collection,
         embedder: Embedder,
         spec: ChunkSpec,
         limits: Limits,
         on_progress: Progress | None,
         total: int,
     ) -> None:
-        self.store, self.manifest, self.embedder, self.spec, self.limits = store, manifest, embedder, spec, limits
+        self.collection, self.embedder, self.spec, self.limits = collection, embedder, spec, limits
         self.on_progress = on_progress
         self.total = total
         self.done = 0
@@ -213,23 +228,20 @@ class Pipeline:
         self._write_slots = asyncio.Semaphore(limits.max_writes)
         self._next_call = 0.0  # when the next embedding call may start (embed_rps)
         self._unflushed = 0  # rows written since the last flush (flush_every_rows)
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Every task of the run: the parser, each embedding call, write and finish. A document's
+        # failure stays inside its task; a RunAborted raised in one cancels all the others.
+        self._tasks = asyncio.TaskGroup()
 
     async def run(self, docs: list[_Doc]) -> None:
         self.docs = {d.found.doc_id: d for d in docs}
         parsed: asyncio.Queue[tuple[str, list[BaseNode]] | None] = asyncio.Queue()
         with _executor(self.limits.parse_workers) as pool:
-            producer = asyncio.ensure_future(self._parse_all(pool, docs, parsed))
             try:
-                await self._embed_all(parsed)
-                if self.fatal is None:
-                    await producer
-                while self._tasks:
-                    await asyncio.gather(*list(self._tasks), return_exceptions=True)
-            finally:
-                producer.cancel()
-                for task in list(self._tasks):
-                    task.cancel()
+                async with self._tasks:
+                    self._spawn(self._parse_all(pool, docs, parsed))
+                    await self._embed_all(parsed)
+            except* RunAborted:
+                pass  # self.fatal is the first one
         if self.fatal is not None:
             raise self.fatal  # documents left "writing" are redone by the next run
         # Only now, with no write in flight, can a failed document's half-written version be removed.
@@ -243,24 +255,21 @@ class Pipeline:
         self, pool: Executor, docs: list[_Doc], out: asyncio.Queue[tuple[str, list[BaseNode]] | None]
     ) -> None:
         loop = asyncio.get_running_loop()
-        parsing: list[asyncio.Task[None]] = []
-        for doc in docs:
-            if self.fatal is not None:
-                break
-            whole = Unit(doc.found.path, str(doc.found.path), doc.found.doc_id, doc.version)
-            try:
-                units = await loop.run_in_executor(
-                    pool, plan, whole, self.limits.pdf_pages_per_task, self.limits.text_bytes_per_unit
-                )
-            except Exception as e:  # noqa: BLE001 - one file's problem
-                await self._fail(doc, _reason(e))
-                continue
-            doc.units_left = len(units)
-            await self._check(doc)
-            for unit in units:
-                await self._unit_slots.acquire()
-                parsing.append(asyncio.ensure_future(self._parse_one(pool, unit, out)))
-        await asyncio.gather(*parsing)
+        async with asyncio.TaskGroup() as parsing:  # the end of the input is sent once every unit is parsed
+            for doc in docs:
+                whole = Unit(doc.found.path, str(doc.found.path), doc.found.doc_id, doc.version)
+                try:
+                    units = await loop.run_in_executor(
+                        pool, plan, whole, self.limits.pdf_pages_per_task, self.limits.text_bytes_per_unit
+                    )
+                except Exception as e:  # noqa: BLE001 - one file's problem
+                    await self._fail(doc, _reason(e))
+                    continue
+                doc.units_left = len(units)
+                await self._check(doc)
+                for unit in units:
+                    await self._unit_slots.acquire()
+                    parsing.create_task(self._parse_one(pool, unit, out))
         await out.put(None)
 
     async def _parse_one(
@@ -281,7 +290,7 @@ class Pipeline:
     async def _embed_all(self, parsed: asyncio.Queue[tuple[str, list[BaseNode]] | None]) -> None:
         buffer: list[BaseNode] = []
         finished = False
-        while (not finished or buffer) and self.fatal is None:
+        while not finished or buffer:
             # Block for input only when there is nothing to embed; otherwise take what is ready.
             while not finished and len(buffer) < self.limits.embed_batch_size and (not buffer or not parsed.empty()):
                 item = await parsed.get()
@@ -302,7 +311,7 @@ class Pipeline:
     async def _embed(self, nodes: list[BaseNode]) -> None:
         try:
             live = [n for n in nodes if self._doc(n).error is None]
-            if not live or self.fatal is not None:
+            if not live:
                 return
             texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in live]
             await self._pace()
@@ -329,9 +338,9 @@ class Pipeline:
                 if doc.error is None:
                     await self._mark_writing(doc)
             live = [n for n in nodes if self._doc(n).error is None]
-            if not live or self.fatal is not None:
+            if not live:
                 return
-            await _with_retries(lambda: self.store.async_add(live), self.limits, "writing to Milvus")
+            await _with_retries(lambda: self.collection.write(live), self.limits, "writing to Milvus")
         except Exception as e:  # noqa: BLE001
             await self._failed(e, nodes, "writing to Milvus")
             return
@@ -354,7 +363,7 @@ class Pipeline:
             return
         self._unflushed = 0
         try:
-            await _with_retries(lambda: asyncio.to_thread(_flush, self.store), self.limits, "flushing Milvus")
+            await _with_retries(lambda: _flush(self.collection), self.limits, "flushing Milvus")
         except Exception as e:  # noqa: BLE001 - what was written is stored; a flush only seals it sooner
             log.warning("flushing Milvus failed (%s); going on", _reason(e))
 
@@ -366,7 +375,7 @@ class Pipeline:
             try:
                 base = doc.record or DocumentRecord(doc.found.doc_id, source=str(doc.found.path))
                 marker = DocumentRecord(**{**base.__dict__, "writing": doc.version})
-                await _with_retries(lambda: self.manifest.put([marker]), self.limits, "recording in Milvus")
+                await _with_retries(lambda: self.collection.put_records([marker]), self.limits, "recording in Milvus")
                 doc.marked.set_result(None)
             except BaseException as e:
                 doc.marked.set_exception(e)
@@ -386,20 +395,15 @@ class Pipeline:
     async def _complete(self, doc: _Doc) -> None:
         doc_id = doc.found.doc_id
         try:
-            stale = expr.all_of(expr.equals(self.store.doc_id_field, doc_id), expr.differs("version", doc.version))
             await _with_retries(
-                lambda: self.store.async_client.delete(
-                    self.store.collection_name, filter=stale, timeout=self.store.request_timeout_s
-                ),
-                self.limits,
-                "deleting old chunks",
+                lambda: self.collection.delete_other_versions(doc_id, doc.version), self.limits, "deleting old chunks"
             )
             doc.new.chunks = doc.chunks_written
-            await _with_retries(lambda: self.manifest.put([doc.new]), self.limits, "recording in Milvus")
+            await _with_retries(lambda: self.collection.put_records([doc.new]), self.limits, "recording in Milvus")
         except Exception as e:  # noqa: BLE001
+            doc.error = doc.error or f"could not finish in Milvus: {_reason(e)}"
             if _transient(e):
                 self._abort(f"finishing {doc.found.path} in Milvus kept failing ({_reason(e)})")
-            doc.error = doc.error or f"could not finish in Milvus: {_reason(e)}"
         self._progress(doc)
 
     async def _fail(self, doc: _Doc, reason: str) -> None:
@@ -413,14 +417,11 @@ class Pipeline:
     async def _undo(self, doc: _Doc) -> None:
         doc_id = doc.found.doc_id
         try:
-            partial = expr.all_of(expr.equals(self.store.doc_id_field, doc_id), expr.equals("version", doc.version))
-            await self.store.async_client.delete(
-                self.store.collection_name, filter=partial, timeout=self.store.request_timeout_s
-            )
+            await self.collection.delete_version(doc_id, doc.version)
             if doc.record is not None:
-                await self.manifest.put([doc.record])
+                await self.collection.put_records([doc.record])
             else:
-                await self.manifest.delete([doc_id])
+                await self.collection.delete_records([doc_id])
         except Exception as e:  # noqa: BLE001 - the next run finds the row still "writing" and cleans up
             log.warning("could not clean up after %s (%s); the next run will", doc.found.path, _reason(e))
 
@@ -444,12 +445,14 @@ class Pipeline:
         for doc in {self._doc(n).found.doc_id: self._doc(n) for n in nodes}.values():
             await self._fail(doc, reason)
 
-    def _abort(self, why: str) -> None:
+    def _abort(self, why: str) -> NoReturn:
+        """Stop the run: raised in a task of the run's TaskGroup, it cancels every other task."""
         if self.fatal is None:
             self.fatal = RunAborted(
                 f"{why} after {self.limits.attempts} attempts; the run stopped. Nothing stored is lost: "
                 "run the same command again to resume"
             )
+        raise self.fatal
 
     def _doc(self, node: BaseNode) -> _Doc:
         return self.docs[node.ref_doc_id or ""]
@@ -459,10 +462,8 @@ class Pipeline:
         if self.on_progress:
             self.on_progress(self.done, self.total, self.chunks)
 
-    def _spawn(self, work: Any) -> None:
-        task = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        self._tasks.create_task(work)
 
 
 def _executor(workers: int) -> Executor:
@@ -502,16 +503,24 @@ async def _changed(
 
 async def ingest(
     paths: list[str | Path],
+    collection: Collection | None = None,
     *,
-    store: CoalescingMilvusVectorStore,
-    manifest: Manifest,
     embedder: Embedder,
     chunk_spec: ChunkSpec,
     limits: Limits | None = None,
     options: Options | None = None,
     on_progress: Progress | None = None,
+    store: CoalescingMilvusVectorStore | None = None,
+    manifest: Manifest | None = None,
 ) -> IngestReport:
-    """Bring the collection up to date with `paths`; see the module docstring."""
+    """Bring `collection` up to date with `paths`; see the module docstring.
+
+    `store` and `manifest` (its vector store and its records) name the collection the older way.
+    """
+    if collection is None:
+        if store is None:
+            raise TypeError("ingest() needs the collection to write to")
+        collection = Collection(store, manifest)
     limits, options = limits or Limits(), options or Options()
     started = time.perf_counter()
     found: Discovery = discover(paths, limits.max_file_mb * 2**20, options.doc_id_prefix)
@@ -521,12 +530,12 @@ async def ingest(
         mine = {f.doc_id for f in files}
         reports += [FileReport(str(f.path), f.doc_id, Status.SKIPPED) for f in found.files if f.doc_id not in mine]
 
-    records = await manifest.get(f.doc_id for f in files)
+    records = await collection.get_records(f.doc_id for f in files)
     todo, unchanged, restat = await _changed(files, records, fingerprint(chunk_spec, embedder))
     reports += unchanged
-    await manifest.put(restat)
+    await collection.put_records(restat)
 
-    pipeline = Pipeline(store, manifest, embedder, chunk_spec, limits, on_progress, len(todo))
+    pipeline = Pipeline(collection, embedder, chunk_spec, limits, on_progress, len(todo))
     try:
         if todo:
             await pipeline.run(todo)
@@ -538,44 +547,38 @@ async def ingest(
                 path, doc_id = str(doc.found.path), doc.found.doc_id
                 reports.append(FileReport(path, doc_id, status, doc.chunks_written, seconds, doc.error))
     if options.prune:
-        reports += await _prune(found, options, store, manifest, limits)
-    await asyncio.to_thread(_flush, store)
+        reports += await _prune(found, options, collection, limits)
+    await _flush(collection)
     return IngestReport(reports, time.perf_counter() - started)
 
 
-async def _prune(
-    found: Discovery, options: Options, store: CoalescingMilvusVectorStore, manifest: Manifest, limits: Limits
-) -> list[FileReport]:
+async def _prune(found: Discovery, options: Options, collection: Collection, limits: Limits) -> list[FileReport]:
     """Delete the documents gone from the given paths (only those; chunks first, then the record)."""
     if found.blind:
         log.warning("not pruning: a folder could not be read, so what it holds is unknown")
         return []
     gone = [
-        r for r in await manifest.all(store.client)
+        r for r in await collection.records()
         if found.may_prune(r.doc_id) and in_shard(r.doc_id, options.shard)
     ]
     reports = []
     for record in gone:
         ids = [record.doc_id]
-        await _with_retries(functools.partial(store.adelete_documents, ids), limits, "deleting a document")
-        await _with_retries(functools.partial(manifest.delete, ids), limits, "deleting a record")
+        await _with_retries(functools.partial(collection.delete_documents, ids), limits, "deleting a document")
         reports.append(FileReport(record.source, record.doc_id, Status.DELETED, record.chunks))
     return reports
 
 
-def _flush(store: CoalescingMilvusVectorStore) -> None:
-    """Seal what was written: searches right after read sealed segments (fast), not the memtable."""
-    store.client.flush(store.collection_name)
+async def _flush(collection: Collection) -> None:
+    """Every flush of a run goes through here (tests count them)."""
+    await collection.flush()
 
 
-async def delete_documents(
-    doc_ids: list[str], store: CoalescingMilvusVectorStore, manifest: Manifest
-) -> list[str]:
+async def delete_documents(doc_ids: list[str], collection: Collection) -> list[str]:
     """Delete these documents (chunks first, then records); returns the ids that were stored."""
-    known = await manifest.get(doc_ids)
-    await store.adelete_documents(doc_ids)
-    await manifest.delete(doc_ids)
-    await asyncio.to_thread(_flush, store)
+    known = await collection.get_records(doc_ids)
+    await collection.delete_documents(doc_ids)
+    await _flush(collection)
     return [d for d in doc_ids if d in known]
 
 
