@@ -24,7 +24,9 @@ from pymilvus import MilvusClient
 from asyncrag.ingest import pipeline
 from asyncrag.rag import AsyncRAG
 from asyncrag.results import IngestReport, Status
+from asyncrag.store.collection import Collection
 from asyncrag.store.milvus import release_lite
+from asyncrag.store.vector_store import CoalescingMilvusVectorStore
 
 ROOT = Path(__file__).resolve().parents[1]
 ASYNCRAG = str(Path(sys.executable).parent / "asyncrag")
@@ -50,13 +52,13 @@ def counts(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         return real_parse(unit, spec)  # type: ignore[arg-type]
 
     monkeypatch.setattr(pipeline, "parse", parse)
-    real_add = pipeline.CoalescingMilvusVectorStore.async_add
+    real_add = CoalescingMilvusVectorStore.async_add
 
     async def async_add(self: object, nodes: list, **kwargs: object) -> list[str]:
         seen["writes"] += 1
         return await real_add(self, nodes, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pipeline.CoalescingMilvusVectorStore, "async_add", async_add)
+    monkeypatch.setattr(CoalescingMilvusVectorStore, "async_add", async_add)
     return seen
 
 
@@ -230,9 +232,8 @@ async def test_a_big_text_file_streams_in_stretches(tmp_path: Path, uri: str) ->
     embedder = CountingEmbedder()
     async with AsyncRAG(embedder=embedder, uri=uri, collection="inc", llm="none") as rag:
         rag_limits = pipeline.Limits(text_bytes_per_unit=16 * 1024)
-        store = await rag.store(create=True)
         report = await pipeline.ingest(
-            [big], store=store, manifest=await rag.manifest(), embedder=embedder,
+            [big], await rag.collection(create=True), embedder=embedder,
             chunk_spec=await rag.chunk_spec(), limits=rag_limits,
         )
     assert report.ok and report.chunks > 20
@@ -246,13 +247,12 @@ async def test_flushing_every_few_rows_stores_the_same_and_finds_it(
     big = tmp_path / "big.txt"
     big.write_text("\n\n".join(f"Paragraph {i}: lantern number {i} hangs by the door." for i in range(1500)))
     flushes = []
-    real_flush = pipeline._flush
-    monkeypatch.setattr(pipeline, "_flush", lambda store: flushes.append(1) or real_flush(store))
+    real_flush = Collection.flush
+    monkeypatch.setattr(Collection, "flush", lambda self: flushes.append(1) or real_flush(self))
     embedder = HashEmbedder()
     async with AsyncRAG(embedder=embedder, uri=uri, collection="inc", llm="none") as rag:
-        store = await rag.store(create=True)
         report = await pipeline.ingest(
-            [big], store=store, manifest=await rag.manifest(), embedder=embedder, chunk_spec=await rag.chunk_spec(),
+            [big], await rag.collection(create=True), embedder=embedder, chunk_spec=await rag.chunk_spec(),
             limits=pipeline.Limits(text_bytes_per_unit=8 * 1024, embed_batch_size=8, flush_every_rows=16),
         )
         target = next(text for text in (t for _, t in chunks(uri).values()) if "Paragraph 777:" in text)

@@ -45,9 +45,8 @@ from asyncrag.ingest.discover import Discovery, Found, discover, in_shard
 from asyncrag.ingest.parse import Unit, parse, plan
 from asyncrag.results import FileReport, IngestReport, Status
 from asyncrag.store.collection import Collection
-from asyncrag.store.manifest import DocumentRecord, Manifest
+from asyncrag.store.manifest import DocumentRecord
 from asyncrag.store.milvus import LITE_FLUSH_EVERY_ROWS, is_local
-from asyncrag.store.vector_store import CoalescingMilvusVectorStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -363,7 +362,7 @@ class Pipeline:
             return
         self._unflushed = 0
         try:
-            await _with_retries(lambda: _flush(self.collection), self.limits, "flushing Milvus")
+            await _with_retries(self.collection.flush, self.limits, "flushing Milvus")
         except Exception as e:  # noqa: BLE001 - what was written is stored; a flush only seals it sooner
             log.warning("flushing Milvus failed (%s); going on", _reason(e))
 
@@ -503,24 +502,15 @@ async def _changed(
 
 async def ingest(
     paths: list[str | Path],
-    collection: Collection | None = None,
+    collection: Collection,
     *,
     embedder: Embedder,
     chunk_spec: ChunkSpec,
     limits: Limits | None = None,
     options: Options | None = None,
     on_progress: Progress | None = None,
-    store: CoalescingMilvusVectorStore | None = None,
-    manifest: Manifest | None = None,
 ) -> IngestReport:
-    """Bring `collection` up to date with `paths`; see the module docstring.
-
-    `store` and `manifest` (its vector store and its records) name the collection the older way.
-    """
-    if collection is None:
-        if store is None:
-            raise TypeError("ingest() needs the collection to write to")
-        collection = Collection(store, manifest)
+    """Bring `collection` up to date with `paths`; see the module docstring."""
     limits, options = limits or Limits(), options or Options()
     started = time.perf_counter()
     found: Discovery = discover(paths, limits.max_file_mb * 2**20, options.doc_id_prefix)
@@ -548,7 +538,7 @@ async def ingest(
                 reports.append(FileReport(path, doc_id, status, doc.chunks_written, seconds, doc.error))
     if options.prune:
         reports += await _prune(found, options, collection, limits)
-    await _flush(collection)
+    await collection.flush()
     return IngestReport(reports, time.perf_counter() - started)
 
 
@@ -569,16 +559,11 @@ async def _prune(found: Discovery, options: Options, collection: Collection, lim
     return reports
 
 
-async def _flush(collection: Collection) -> None:
-    """Every flush of a run goes through here (tests count them)."""
-    await collection.flush()
-
-
 async def delete_documents(doc_ids: list[str], collection: Collection) -> list[str]:
     """Delete these documents (chunks first, then records); returns the ids that were stored."""
     known = await collection.get_records(doc_ids)
     await collection.delete_documents(doc_ids)
-    await _flush(collection)
+    await collection.flush()
     return [d for d in doc_ids if d in known]
 
 
