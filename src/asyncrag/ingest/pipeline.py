@@ -36,7 +36,7 @@ from pymilvus.exceptions import MilvusException
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from asyncrag.embed import Embedder
-from asyncrag.errors import AsyncRAGError, ReadError, StoreError, one_line
+from asyncrag.errors import AsyncRAGError, ReadError, StoreError, is_transient, one_line
 from asyncrag.ingest.chunk import ChunkSpec
 from asyncrag.ingest.discover import Discovery, Found, discover, in_shard
 from asyncrag.ingest.parse import Unit, parse, plan
@@ -102,24 +102,6 @@ def file_hash(path: Path) -> str:
 # -- retries -------------------------------------------------------------------------------------
 
 
-def _transient(error: BaseException) -> bool:
-    """Errors that waiting can cure: rate limits, overload, a server restarting, a timeout."""
-    if isinstance(error, (ConnectionError, TimeoutError)):
-        return True
-    status = getattr(error, "status_code", None)  # openai.APIStatusError
-    if isinstance(status, int):
-        return status == 429 or status >= 500
-    if type(error).__name__ in {"APIConnectionError", "APITimeoutError"}:
-        return True
-    if isinstance(error, MilvusException):
-        code = getattr(error, "code", None)
-        name = getattr(code, "name", "")
-        return name in {"UNAVAILABLE", "DEADLINE_EXCEEDED"} or type(error).__name__ in {
-            "MilvusUnavailableException", "ConnectError", "ConnectionNotExistException"
-        } or "unavailable" in str(error).lower() or "deadline" in str(error).lower()
-    return False
-
-
 def _wait(limits: Limits) -> Callable[[RetryCallState], float]:
     backoff = wait_exponential_jitter(initial=0.5, max=limits.max_backoff_s)
 
@@ -143,7 +125,7 @@ async def _with_retries(call: Callable[[], Any], limits: Limits, what: str) -> A
     async for attempt in AsyncRetrying(
         stop=stop_after_attempt(limits.attempts),
         wait=_wait(limits),
-        retry=retry_if_exception(_transient),
+        retry=retry_if_exception(is_transient),
         before_sleep=note,
         reraise=True,
     ):
@@ -397,7 +379,7 @@ class Pipeline:
             doc.new.chunks = doc.chunks_written
             await _with_retries(lambda: self.manifest.put([doc.new]), self.limits, "recording in Milvus")
         except Exception as e:  # noqa: BLE001
-            if _transient(e):
+            if is_transient(e):
                 self._abort(f"finishing {doc.found.path} in Milvus kept failing ({_reason(e)})")
             doc.error = doc.error or f"could not finish in Milvus: {_reason(e)}"
         self._progress(doc)
@@ -435,7 +417,7 @@ class Pipeline:
 
     async def _failed(self, error: BaseException, nodes: list[BaseNode], what: str) -> None:
         """A transient error that outlived its retries stops the run; any other fails these nodes' documents."""
-        if _transient(error):
+        if is_transient(error):
             self._abort(f"{what} kept failing ({_reason(error)})")
         else:
             await self._fail_nodes(nodes, f"{what} failed: {_reason(error)}")

@@ -51,8 +51,9 @@ from llama_index.vector_stores.milvus.base import MILVUS_ID_FIELD
 from pydantic import Field, PrivateAttr
 from pymilvus import AnnSearchRequest, AsyncMilvusClient, RRFRanker, WeightedRanker
 from pymilvus import Function as BaseMilvusBuiltInFunction  # LlamaIndex's built-in sparse functions
-from pymilvus.exceptions import ConnectError, ConnectionNotExistException, MilvusUnavailableException, ParamError
+from pymilvus.exceptions import ParamError
 
+from asyncrag.errors import grpc_status, is_transient
 from asyncrag.store import expr
 from asyncrag.store.coalesce import Coalescer, ItemError
 
@@ -102,16 +103,11 @@ _Searches = Coalescer[SearchKey, _Query, list[Hit]]
 def _worth_splitting(error: BaseException) -> bool:
     """Bisect a failed batch only for errors a smaller batch could avoid (a bad row or vector).
 
-    When the server is unreachable or a request timed out, retrying pieces only multiplies the
-    failures, and an insert that timed out may have been written already.
+    Not for what waiting may cure (the server unreachable, a request timed out: `is_transient`)
+    nor for a cancelled request: retrying pieces only multiplies the failures, and an insert that
+    timed out may have been written already.
     """
-    if isinstance(
-        error, (TimeoutError, ConnectionError, MilvusUnavailableException, ConnectError, ConnectionNotExistException)
-    ):
-        return False
-    code = getattr(error, "code", None)
-    name = getattr(code, "name", "") if code is not None and not isinstance(code, int) else ""
-    return name not in {"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"}
+    return not is_transient(error) and grpc_status(error) != "CANCELLED"
 
 
 class CoalescingMilvusVectorStore(MilvusVectorStore):
