@@ -1,4 +1,4 @@
-"""What an error means (asyncrag.errors): worth retrying, worth bisecting a batch."""
+"""What errors mean (asyncrag.errors): which are retried, which a batch is bisected for, what Milvus's become."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pymilvus.exceptions import (
     ParamError,
 )
 
-from asyncrag.errors import is_transient
+from asyncrag.errors import StoreError, is_transient, milvus_errors
 from asyncrag.store.vector_store import _worth_splitting
 
 REQUEST = httpx.Request("POST", "http://endpoint.test/v1/embeddings")
@@ -67,6 +67,14 @@ def test_the_rest_fails_at_once_and_a_batch_is_bisected_to_find_it(error: BaseEx
 def test_a_cancelled_request_is_neither_retried_nor_bisected() -> None:
     cancelled = MilvusException(code=grpc.StatusCode.CANCELLED, message="cancelled")
     assert not is_transient(cancelled) and not _worth_splitting(cancelled)
+
+
+def test_milvus_errors_become_one_line_store_errors() -> None:
+    with pytest.raises(StoreError, match=r"^Milvus error: bad expr; name == \(") as raised, milvus_errors():
+        raise MilvusException(message="bad expr\nname == (\n        ^\n")
+    assert isinstance(raised.value.__cause__, MilvusException)
+    with pytest.raises(ValueError), milvus_errors():  # anything else passes through
+        raise ValueError("a bug")
 
 
 def test_importing_errors_imports_neither_pymilvus_nor_openai() -> None:

@@ -13,6 +13,8 @@ imported cannot exist, so their types are looked up only once the library is in 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 
 
@@ -53,6 +55,21 @@ def one_line(message: str) -> str:
     lines = [line.strip() for line in message.splitlines()]
     kept = [line for line in lines if line and set(line) != {"^"}]
     return "; ".join(dict.fromkeys(kept))
+
+
+@contextmanager
+def milvus_errors(what: str = "Milvus error") -> Iterator[None]:
+    """Milvus's own errors leave as a StoreError: `what`, then Milvus's message, on one line.
+
+    Errors that deserve their own message (an unreachable server, a locked Milvus Lite database,
+    a bad filter) are caught before they get here.
+    """
+    from pymilvus.exceptions import MilvusException  # imported already wherever Milvus is called
+
+    try:
+        yield
+    except MilvusException as e:
+        raise StoreError(f"{what}: {one_line(e.message)}") from e
 
 
 # -- what waiting can cure: the one table -------------------------------------------------------

@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from anyio.from_thread import start_blocking_portal
-from pymilvus.exceptions import MilvusException
 
 from asyncrag.config import SEARCH_MODES, TOP_K_MAX, SearchMode, Settings
 from asyncrag.embed import Embedder, load_embedder
-from asyncrag.errors import AsyncRAGError, ConfigError, StoreError, one_line
+from asyncrag.errors import AsyncRAGError, ConfigError, StoreError, milvus_errors
 from asyncrag.ingest.chunk import ChunkSpec, chunk_spec_for
 from asyncrag.ingest.pipeline import Limits, Options, Progress, delete_documents, ingest
 from asyncrag.llm import ChatModel, load_llm
@@ -45,10 +44,8 @@ def _milvus_errors(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[A
 
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
+        with milvus_errors():
             return await method(*args, **kwargs)
-        except MilvusException as e:
-            raise StoreError(f"Milvus error: {one_line(e.message)}") from e
 
     return wrapper
 
