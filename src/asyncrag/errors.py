@@ -30,6 +30,10 @@ class StoreError(AsyncRAGError):
     """A Milvus problem: unreachable, a missing collection, a bad filter, a database in use."""
 
 
+class RunAborted(StoreError):
+    """Milvus or the embedding endpoint stayed down: the run stopped; running it again resumes."""
+
+
 class FilterError(StoreError):
     """A user's filter expression is malformed or names what the collection does not hold."""
 

@@ -36,7 +36,7 @@ from pymilvus.exceptions import MilvusException
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from asyncrag.embed import Embedder
-from asyncrag.errors import AsyncRAGError, ReadError, StoreError, is_transient, one_line
+from asyncrag.errors import AsyncRAGError, ReadError, RunAborted, is_transient, one_line
 from asyncrag.ingest.chunk import ChunkSpec
 from asyncrag.ingest.discover import Discovery, Found, discover, in_shard
 from asyncrag.ingest.parse import Unit, parse, plan
@@ -81,10 +81,6 @@ class Options:
     prune: bool = False  # delete the documents gone from the given paths
     shard: tuple[int, int] | None = None  # (i, n): only the documents whose id hashes to shard i
     doc_id_prefix: str | None = None  # ids relative to the given folders, under this prefix
-
-
-class RunAborted(StoreError):
-    """Milvus or the embedding endpoint stayed down: the run stopped; running it again resumes."""
 
 
 def fingerprint(spec: ChunkSpec, embedder: Embedder) -> str:
@@ -561,4 +557,4 @@ async def delete_documents(
     return [d for d in doc_ids if d in known]
 
 
-__all__ = ["Limits", "Options", "Progress", "RunAborted", "delete_documents", "fingerprint", "ingest"]
+__all__ = ["Limits", "Options", "Progress", "delete_documents", "fingerprint", "ingest"]
