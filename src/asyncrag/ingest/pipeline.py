@@ -36,6 +36,7 @@ from pymilvus.exceptions import MilvusException
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from asyncrag.embed import Embedder
+from asyncrag.embed.local import file_sha256
 from asyncrag.errors import AsyncRAGError, ReadError, RunAborted, is_transient, one_line
 from asyncrag.ingest.chunk import ChunkSpec
 from asyncrag.ingest.discover import Discovery, Found, discover, in_shard
@@ -88,11 +89,6 @@ def fingerprint(spec: ChunkSpec, embedder: Embedder) -> str:
     tokenizer = hashlib.sha256(spec.tokenizer_file.read_bytes()).hexdigest() if spec.tokenizer_file else "tiktoken"
     key = f"chunker=1|{spec.chunk_size}|{spec.chunk_overlap}|{tokenizer}|model={embedder.identity}"
     return hashlib.sha256(key.encode()).hexdigest()[:32]
-
-
-def file_hash(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 # -- retries -------------------------------------------------------------------------------------
@@ -467,7 +463,7 @@ async def _changed(
         if record is not None and record.complete and record.fingerprint == fp and same_stat:
             unchanged.append(FileReport(str(found.path), found.doc_id, Status.UNCHANGED, record.chunks))
             continue
-        digest = await asyncio.to_thread(file_hash, found.path)
+        digest = await asyncio.to_thread(file_sha256, found.path)
         new = DocumentRecord(found.doc_id, digest, fp, 0, stat.st_size, stat.st_mtime_ns, "", str(found.path))
         if record is not None and record.complete and (record.hash, record.fingerprint) == (digest, fp):
             unchanged.append(FileReport(str(found.path), found.doc_id, Status.UNCHANGED, record.chunks))
