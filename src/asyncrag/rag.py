@@ -215,7 +215,8 @@ class AsyncRAG:
 
         `filter` is a Milvus boolean expression over the stored metadata, e.g. `file_name == "a.pdf"`.
         `mode` (default: the `search_mode` setting): "dense" (embeddings), "sparse" (BM25), "hybrid"
-        (both, fused by reciprocal rank), or "auto" (hybrid where the collection has BM25).
+        (both: a weighted sum of their normalised scores, dense weighing more; store/milvus.py `HYBRID_WEIGHTS`),
+        or "auto" (hybrid where the collection has BM25).
         Concurrent searches share embedding batches and Milvus requests. Raises StoreError for a
         missing collection or an invalid filter, ConfigError for an empty question or k < 1.
         """
