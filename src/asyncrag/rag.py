@@ -355,8 +355,20 @@ class RAG:
     ) -> list[Source]:
         return self._portal.call(self.rag.search, question, k, filter, mode)
 
-    def ask(self, question: str, k: int | None = None, filter: str = "", mode: SearchMode | None = None) -> Answer:
-        answer: Answer = self._portal.call(self.rag.ask, question, k, filter, None, mode)
+    def ask(
+        self,
+        question: str,
+        k: int | None = None,
+        filter: str = "",
+        on_token: Callable[[str], None] | None = None,
+        mode: SearchMode | None = None,
+    ) -> Answer:
+        """`AsyncRAG.ask`, blocking until the answer is complete.
+
+        `on_token` is called with each token as it arrives, on the event loop's thread, not the
+        caller's: the caller is blocked in this call meanwhile, so printing or appending is safe.
+        """
+        answer: Answer = self._portal.call(self.rag.ask, question, k, filter, on_token, mode)
         return answer
 
     def reindex(self) -> int | None:
