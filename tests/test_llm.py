@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import cli_environment
+from conftest import HashEmbedder, cli_environment
 from typer.testing import CliRunner, Result
 
 from asyncrag import cli
@@ -362,6 +362,23 @@ def test_blocking_rag_answers_and_close_stops_its_thread(corpus_db: str, embedde
     assert len(hits) == 2 and hits[0].source.endswith("about.md")
     assert answer.answer.startswith("[1] ") and "1987" in answer.answer
     assert stats.documents == 4 and stats.chunks >= 4 and names == ["corpus"]
+
+
+def test_blocking_rag_streams_tokens_to_on_token(tmp_path: Path, hash_embedder: HashEmbedder) -> None:
+    from api_support import ScriptedLLM  # the API's helpers: imported only by the test that needs one
+
+    arrived: list[tuple[str, str]] = []
+
+    def on_token(token: str) -> None:
+        arrived.append((token, threading.current_thread().name))
+
+    uri = str(tmp_path / "tokens.db")
+    with RAG(embedder=hash_embedder, llm=ScriptedLLM(), uri=uri, collection="tokens", parse_workers=0) as rag:
+        assert rag.ingest([CORPUS]).ok
+        answer = rag.ask(QUESTION, k=1, on_token=on_token)
+    assert [token for token, _ in arrived] == list(ScriptedLLM.tokens)
+    assert {thread for _, thread in arrived} == {"asyncrag-loop"}  # the loop's thread, as the docstring says
+    assert answer.llm == "scripted" and answer.answer == "".join(ScriptedLLM.tokens).strip()
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="XDG_CACHE_HOME is the Linux convention")

@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from anyio.from_thread import start_blocking_portal
-from pymilvus.exceptions import MilvusException
 
 from asyncrag.config import SEARCH_MODES, TOP_K_MAX, SearchMode, Settings
 from asyncrag.embed import Embedder, load_embedder
-from asyncrag.errors import AsyncRAGError, ConfigError, StoreError, one_line
+from asyncrag.errors import AsyncRAGError, ConfigError, StoreError, milvus_errors
 from asyncrag.ingest.chunk import ChunkSpec, chunk_spec_for
 from asyncrag.ingest.pipeline import Limits, Options, Progress, delete_documents, ingest
 from asyncrag.llm import ChatModel, load_llm
@@ -45,10 +44,8 @@ def _milvus_errors(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[A
 
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
+        with milvus_errors():
             return await method(*args, **kwargs)
-        except MilvusException as e:
-            raise StoreError(f"Milvus error: {one_line(e.message)}") from e
 
     return wrapper
 
@@ -187,7 +184,8 @@ class AsyncRAG:
 
         `filter` is a Milvus boolean expression over the stored metadata, e.g. `file_name == "a.pdf"`.
         `mode` (default: the `search_mode` setting): "dense" (embeddings), "sparse" (BM25), "hybrid"
-        (both, fused by reciprocal rank), or "auto" (hybrid where the collection has BM25).
+        (both: a weighted sum of their normalised scores, dense weighing more; store/milvus.py `HYBRID_WEIGHTS`),
+        or "auto" (hybrid where the collection has BM25).
         Concurrent searches share embedding batches and Milvus requests. Raises StoreError for a
         missing collection or an invalid filter, ConfigError for an empty question or k < 1.
         """
@@ -313,8 +311,20 @@ class RAG:
     ) -> list[Source]:
         return self._portal.call(self.rag.search, question, k, filter, mode)
 
-    def ask(self, question: str, k: int | None = None, filter: str = "", mode: SearchMode | None = None) -> Answer:
-        answer: Answer = self._portal.call(self.rag.ask, question, k, filter, None, mode)
+    def ask(
+        self,
+        question: str,
+        k: int | None = None,
+        filter: str = "",
+        on_token: Callable[[str], None] | None = None,
+        mode: SearchMode | None = None,
+    ) -> Answer:
+        """`AsyncRAG.ask`, blocking until the answer is complete.
+
+        `on_token` is called with each token as it arrives, on the event loop's thread, not the
+        caller's: the caller is blocked in this call meanwhile, so printing or appending is safe.
+        """
+        answer: Answer = self._portal.call(self.rag.ask, question, k, filter, on_token, mode)
         return answer
 
     def reindex(self) -> int | None:

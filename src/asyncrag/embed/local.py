@@ -25,6 +25,7 @@ def bundled_minilm_path() -> Path:
 
 
 def file_sha256(path: Path) -> str:
+    """A file's sha256, read in chunks: the identity of model weights, and of a document's content (ingest)."""
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 

@@ -39,7 +39,8 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from asyncrag.config import Settings
 from asyncrag.embed import Embedder
-from asyncrag.errors import AsyncRAGError, ReadError, StoreError, one_line
+from asyncrag.embed.local import file_sha256
+from asyncrag.errors import AsyncRAGError, ReadError, RunAborted, is_transient, one_line
 from asyncrag.ingest.chunk import ChunkSpec
 from asyncrag.ingest.discover import Discovery, Found, discover, in_shard
 from asyncrag.ingest.parse import Unit, parse, plan
@@ -98,10 +99,6 @@ class Options:
     doc_id_prefix: str | None = None  # ids relative to the given folders, under this prefix
 
 
-class RunAborted(StoreError):
-    """Milvus or the embedding endpoint stayed down: the run stopped; running it again resumes."""
-
-
 def fingerprint(spec: ChunkSpec, embedder: Embedder) -> str:
     """What, besides a document's content, decides its chunks and vectors."""
     tokenizer = hashlib.sha256(spec.tokenizer_file.read_bytes()).hexdigest() if spec.tokenizer_file else "tiktoken"
@@ -109,30 +106,7 @@ def fingerprint(spec: ChunkSpec, embedder: Embedder) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def file_hash(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 # -- retries -------------------------------------------------------------------------------------
-
-
-def _transient(error: BaseException) -> bool:
-    """Errors that waiting can cure: rate limits, overload, a server restarting, a timeout."""
-    if isinstance(error, (ConnectionError, TimeoutError)):
-        return True
-    status = getattr(error, "status_code", None)  # openai.APIStatusError
-    if isinstance(status, int):
-        return status == 429 or status >= 500
-    if type(error).__name__ in {"APIConnectionError", "APITimeoutError"}:
-        return True
-    if isinstance(error, MilvusException):
-        code = getattr(error, "code", None)
-        name = getattr(code, "name", "")
-        return name in {"UNAVAILABLE", "DEADLINE_EXCEEDED"} or type(error).__name__ in {
-            "MilvusUnavailableException", "ConnectError", "ConnectionNotExistException"
-        } or "unavailable" in str(error).lower() or "deadline" in str(error).lower()
-    return False
 
 
 def _wait(limits: Limits) -> Callable[[RetryCallState], float]:
@@ -158,7 +132,7 @@ async def _with_retries(call: Callable[[], Any], limits: Limits, what: str) -> A
     async for attempt in AsyncRetrying(
         stop=stop_after_attempt(limits.attempts),
         wait=_wait(limits),
-        retry=retry_if_exception(_transient),
+        retry=retry_if_exception(is_transient),
         before_sleep=note,
         reraise=True,
     ):
@@ -401,7 +375,7 @@ class Pipeline:
             await _with_retries(lambda: self.collection.put_records([doc.new]), self.limits, "recording in Milvus")
         except Exception as e:  # noqa: BLE001
             doc.error = doc.error or f"could not finish in Milvus: {_reason(e)}"
-            if _transient(e):
+            if is_transient(e):
                 self._abort(f"finishing {doc.found.path} in Milvus kept failing ({_reason(e)})")
         self._progress(doc)
 
@@ -435,7 +409,7 @@ class Pipeline:
 
     async def _failed(self, error: BaseException, nodes: list[BaseNode], what: str) -> None:
         """A transient error that outlived its retries stops the run; any other fails these nodes' documents."""
-        if _transient(error):
+        if is_transient(error):
             self._abort(f"{what} kept failing ({_reason(error)})")
         else:
             await self._fail_nodes(nodes, f"{what} failed: {_reason(error)}")
@@ -489,7 +463,7 @@ async def _changed(
         if record is not None and record.complete and record.fingerprint == fp and same_stat:
             unchanged.append(FileReport(str(found.path), found.doc_id, Status.UNCHANGED, record.chunks))
             continue
-        digest = await asyncio.to_thread(file_hash, found.path)
+        digest = await asyncio.to_thread(file_sha256, found.path)
         new = DocumentRecord(found.doc_id, digest, fp, 0, stat.st_size, stat.st_mtime_ns, "", str(found.path))
         if record is not None and record.complete and (record.hash, record.fingerprint) == (digest, fp):
             unchanged.append(FileReport(str(found.path), found.doc_id, Status.UNCHANGED, record.chunks))
@@ -567,4 +541,4 @@ async def delete_documents(doc_ids: list[str], collection: Collection) -> list[s
     return [d for d in doc_ids if d in known]
 
 
-__all__ = ["Limits", "Options", "Progress", "RunAborted", "delete_documents", "fingerprint", "ingest"]
+__all__ = ["Limits", "Options", "Progress", "delete_documents", "fingerprint", "ingest"]

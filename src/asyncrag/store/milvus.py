@@ -24,7 +24,7 @@ from pymilvus.exceptions import MilvusException
 from pymilvus.milvus_client.index import IndexParams
 
 from asyncrag.embed.base import Embedder
-from asyncrag.errors import StoreError, one_line
+from asyncrag.errors import StoreError, milvus_errors, one_line
 from asyncrag.results import CollectionStats
 from asyncrag.store import manifest, reindex
 from asyncrag.store.indexes import create_indexes
@@ -202,7 +202,7 @@ def open_store(
         client.load_collection(collection)  # a collection written by another process starts released
         if client.has_collection(manifest.manifest_name(collection)):
             client.load_collection(manifest.manifest_name(collection))
-    try:
+    with milvus_errors(f"Milvus at {uri} refused collection {collection!r}"):
         store = CoalescingMilvusVectorStore(
             uri=uri,
             token=token,
@@ -231,8 +231,6 @@ def open_store(
         store.server_has_bm25 = has_bm25
         if create:
             manifest.ensure(client, collection)
-    except MilvusException as e:
-        raise StoreError(f"Milvus at {uri} refused collection {collection!r}: {one_line(e.message)}") from None
     return store
 
 

@@ -9,28 +9,7 @@ either class read the same with both. Only the two hot async paths change:
   top-k, filter, output fields and search params become one multi-query search (or hybrid
   search) whose per-query hits go back to each caller.
 
-Where the time goes (profiled; 1000 one-node calls, dim 768, 2 cores). Per request, the client
-(pymilvus, gRPC) and Milvus spend ~1-3 ms however small the request; batching removes that.
-What is left is per row and per query vector, and it bounds the speed-up (the tutorial
-benchmark's "one request" column measures that floor in the same run):
-- pymilvus packs a row in ~50 us (pure Python, per field; its per-row vector `extend` is already
-  faster than flattening or numpy, so packing columns ourselves would save ~25 us a row);
-- LlamaIndex's `node_to_metadata_dict` takes ~80 us, two thirds of it converting the 768-float
-  embedding to JSON-ready data only to drop it; `row` dumps a copy without the embedding
-  (~30 us, the same dict);
-- the Milvus 2.3.5 server takes 0.11-0.14 s for one insert of 1000 such rows, packing included;
-- Milvus Lite (in-process, so on the same GIL) takes 0.24-0.40 s to store 1000 rows sent in one
-  request: it decodes them into Python lists and checks every float of every vector;
-- a Strong search on the server first waits ~0.4 s for the query node to catch up with the
-  current time (one 1-vector search: 0.4 s Strong, 0.006 s Bounded), once per request; then it
-  scans ~0.4 ms per query vector (1000 rows, growing segment), with no gain from splitting a
-  search into concurrent requests on 2 cores.
-Rows are built inside the batch, not by each caller, and batches are 250 rows: while Milvus
-stores one batch, the client builds and packs the next. A search asks only for the fields
-`_parse_from_milvus_results` reads: the official store asks for `*`, which sends back the
-768-float embedding of every hit, and decoding those is most of the client's search time.
-Identical query vectors are not deduplicated: the tutorial's 1000 queries are all the same, and
-only a benchmark would profit.
+Where the time goes, profiled: docs/runtime-notes.md, "Where the coalescing store's time goes".
 """
 
 from __future__ import annotations
@@ -51,8 +30,9 @@ from llama_index.vector_stores.milvus.base import MILVUS_ID_FIELD
 from pydantic import Field, PrivateAttr
 from pymilvus import AnnSearchRequest, AsyncMilvusClient, RRFRanker, WeightedRanker
 from pymilvus import Function as BaseMilvusBuiltInFunction  # LlamaIndex's built-in sparse functions
-from pymilvus.exceptions import ConnectError, ConnectionNotExistException, MilvusUnavailableException, ParamError
+from pymilvus.exceptions import ParamError
 
+from asyncrag.errors import grpc_status, is_transient
 from asyncrag.store import expr
 from asyncrag.store.coalesce import Coalescer, ItemError
 
@@ -102,16 +82,11 @@ _Searches = Coalescer[SearchKey, _Query, list[Hit]]
 def _worth_splitting(error: BaseException) -> bool:
     """Bisect a failed batch only for errors a smaller batch could avoid (a bad row or vector).
 
-    When the server is unreachable or a request timed out, retrying pieces only multiplies the
-    failures, and an insert that timed out may have been written already.
+    Not for what waiting may cure (the server unreachable, a request timed out: `is_transient`)
+    nor for a cancelled request: retrying pieces only multiplies the failures, and an insert that
+    timed out may have been written already.
     """
-    if isinstance(
-        error, (TimeoutError, ConnectionError, MilvusUnavailableException, ConnectError, ConnectionNotExistException)
-    ):
-        return False
-    code = getattr(error, "code", None)
-    name = getattr(code, "name", "") if code is not None and not isinstance(code, int) else ""
-    return name not in {"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"}
+    return not is_transient(error) and grpc_status(error) != "CANCELLED"
 
 
 class CoalescingMilvusVectorStore(MilvusVectorStore):
