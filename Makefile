@@ -27,13 +27,14 @@ demo: $(STAMP)
 	@echo "== Asking the local LLM (SmolLM2-135M, bundled; its first load converts it once, ~30 s)"
 	$(VENV)/bin/asyncrag ask "$(QUESTION)"
 
+# One worker per core; the tests that use the Milvus server share one worker, and so one server.
 test: $(STAMP)
-	$(VENV)/bin/pytest -q -rs
+	$(VENV)/bin/pytest -q -rs -n auto --dist loadgroup
 
 # The plumbing, in well under a minute: no slow tests, no Milvus server (Milvus Lite is still real).
 # Selected by markers (tests/conftest.py marks every test that uses the server), never by name.
 test-fast: $(STAMP)
-	$(VENV)/bin/pytest -q -m "not slow and not server"
+	$(VENV)/bin/pytest -q -n auto -m "not slow and not server"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
