@@ -60,6 +60,14 @@ Mode = Annotated[
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON")]
+# ingest's own options
+Shard = Annotated[str | None, typer.Option(help="i/n: only the documents whose id hashes to shard i of n (0-based)")]
+DocIdPrefix = Annotated[
+    str | None, typer.Option(help="Document ids: this prefix + the path relative to the given folder")
+]
+ReportPath = Annotated[Path | None, typer.Option("--report", help="Write a JSON report (one entry per file) here")]
+MaxConcurrency = Annotated[int | None, typer.Option(help="Embedding calls in flight [env: ASYNCRAG_MAX_CONCURRENCY]")]
+EmbedRps = Annotated[float | None, typer.Option(help="Embedding calls per second, at most [env: ASYNCRAG_EMBED_RPS]")]
 
 
 class _StatusHandler(logging.Handler):
@@ -137,21 +145,11 @@ def ingest_cmd(
     # str, not Path: typer would refuse an unreadable path for the whole run; it is one file's failure.
     paths: Annotated[list[str], typer.Argument(help="Files and folders (recursive)")],
     prune: Annotated[bool, typer.Option("--prune", help="Delete the documents gone from these paths")] = False,
-    shard: Annotated[
-        str | None, typer.Option(help="i/n: only the documents whose id hashes to shard i of n (0-based)")
-    ] = None,
-    doc_id_prefix: Annotated[
-        str | None, typer.Option(help="Document ids: this prefix + the path relative to the given folder")
-    ] = None,
-    report_path: Annotated[
-        Path | None, typer.Option("--report", help="Write a JSON report (one entry per file) here")
-    ] = None,
-    max_concurrency: Annotated[
-        int | None, typer.Option(help="Embedding calls in flight [env: ASYNCRAG_MAX_CONCURRENCY]")
-    ] = None,
-    embed_rps: Annotated[
-        float | None, typer.Option(help="Embedding calls per second, at most [env: ASYNCRAG_EMBED_RPS]")
-    ] = None,
+    shard: Shard = None,
+    doc_id_prefix: DocIdPrefix = None,
+    report_path: ReportPath = None,
+    max_concurrency: MaxConcurrency = None,
+    embed_rps: EmbedRps = None,
     collection: Collection = None,
     uri: Uri = None,
     token: Token = None,

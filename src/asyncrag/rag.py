@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypedDict, TypeVar, Unpack
 
 from anyio.from_thread import start_blocking_portal
 
@@ -37,6 +37,15 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 P = ParamSpec("P")
 _UNSET: Any = object()
+OnToken = Callable[[str], None]  # hears each piece of an answer as the LLM streams it
+
+
+class IngestOptions(TypedDict, total=False):
+    """`ingest`'s keyword options (pipeline.Options): what one run does besides its settings."""
+
+    prune: bool
+    shard: tuple[int, int] | None
+    doc_id_prefix: str | None
 
 
 def _milvus_errors(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
@@ -133,13 +142,7 @@ class AsyncRAG:
 
     @_milvus_errors
     async def ingest(
-        self,
-        paths: list[str | Path],
-        on_progress: Progress | None = None,
-        *,
-        prune: bool = False,
-        shard: tuple[int, int] | None = None,
-        doc_id_prefix: str | None = None,
+        self, paths: list[str | Path], on_progress: Progress | None = None, **options: Unpack[IngestOptions]
     ) -> IngestReport:
         """Bring the collection up to date with files and folders (recursively); creates it if needed.
 
@@ -158,7 +161,7 @@ class AsyncRAG:
             embedder=await self.embedder(),
             chunk_spec=await self.chunk_spec(),
             limits=Limits.from_settings(self.settings),
-            options=Options(prune=prune, shard=shard, doc_id_prefix=doc_id_prefix),
+            options=Options(**options),
             on_progress=on_progress,
         )
 
@@ -202,11 +205,7 @@ class AsyncRAG:
 
     @_milvus_errors
     async def ask(
-        self,
-        question: str,
-        k: int | None = None,
-        filter: str = "",
-        on_token: Callable[[str], None] | None = None,
+        self, question: str, k: int | None = None, filter: str = "", on_token: OnToken | None = None,
         mode: SearchMode | None = None,
     ) -> Answer:
         """Answer `question` from the `k` best chunks, streaming tokens to `on_token`.
@@ -285,19 +284,9 @@ class RAG:
         self._resources.callback(self._portal.call, self.rag.aclose)
 
     def ingest(
-        self,
-        paths: list[str | Path],
-        on_progress: Progress | None = None,
-        *,
-        prune: bool = False,
-        shard: tuple[int, int] | None = None,
-        doc_id_prefix: str | None = None,
+        self, paths: list[str | Path], on_progress: Progress | None = None, **options: Unpack[IngestOptions]
     ) -> IngestReport:
-        report: IngestReport = self._portal.call(
-            functools.partial(self.rag.ingest, prune=prune, shard=shard, doc_id_prefix=doc_id_prefix),
-            paths,
-            on_progress,
-        )
+        report: IngestReport = self._portal.call(functools.partial(self.rag.ingest, **options), paths, on_progress)
         return report
 
     def documents(self) -> list[DocumentInfo]:
@@ -312,11 +301,7 @@ class RAG:
         return self._portal.call(self.rag.search, question, k, filter, mode)
 
     def ask(
-        self,
-        question: str,
-        k: int | None = None,
-        filter: str = "",
-        on_token: Callable[[str], None] | None = None,
+        self, question: str, k: int | None = None, filter: str = "", on_token: OnToken | None = None,
         mode: SearchMode | None = None,
     ) -> Answer:
         """`AsyncRAG.ask`, blocking until the answer is complete.

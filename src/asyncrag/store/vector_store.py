@@ -57,6 +57,7 @@ FORCE_FLUSH_UNSUPPORTED = (
 
 
 Hit = dict[str, Any]
+Found = tuple[list[BaseNode], list[float], list[str]]  # nodes, scores, ids: what LlamaIndex's search hooks return
 
 
 class _Chunk(NamedTuple):
@@ -166,28 +167,22 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
         """Whether Milvus itself makes the sparse vectors (BM25 from the text field)."""
         return self.enable_sparse and isinstance(self.sparse_embedding_function, BaseMilvusBuiltInFunction)
 
-    async def _async_default_search(
-        self, query: Any, string_expr: str, output_fields: list[str], **kwargs: Any
-    ) -> tuple[list[BaseNode], list[float], list[str]]:
-        return await self._coalesced_search("dense", query, string_expr, output_fields, **kwargs)
+    async def _async_default_search(self, query: Any, string_expr: str, output_fields: list[str], **kw: Any) -> Found:
+        return await self._coalesced_search("dense", query, string_expr, output_fields, **kw)
 
-    async def _async_sparse_search(
-        self, query: Any, string_expr: str, output_fields: list[str], **kwargs: Any
-    ) -> tuple[list[BaseNode], list[float], list[str]]:
+    async def _async_sparse_search(self, query: Any, string_expr: str, output_fields: list[str], **kw: Any) -> Found:
         if not self.builtin_sparse:
-            return await super()._async_sparse_search(query, string_expr, output_fields, **kwargs)
-        return await self._coalesced_search("sparse", query, string_expr, output_fields, **kwargs)
+            return await super()._async_sparse_search(query, string_expr, output_fields, **kw)
+        return await self._coalesced_search("sparse", query, string_expr, output_fields, **kw)
 
-    async def _async_hybrid_search(
-        self, query: Any, string_expr: str, output_fields: list[str], **kwargs: Any
-    ) -> tuple[list[BaseNode], list[float], list[str]]:
+    async def _async_hybrid_search(self, query: Any, string_expr: str, output_fields: list[str], **kw: Any) -> Found:
         if not self.builtin_sparse:
-            return await super()._async_hybrid_search(query, string_expr, output_fields, **kwargs)
-        return await self._coalesced_search("hybrid", query, string_expr, output_fields, **kwargs)
+            return await super()._async_hybrid_search(query, string_expr, output_fields, **kw)
+        return await self._coalesced_search("hybrid", query, string_expr, output_fields, **kw)
 
     async def _coalesced_search(
         self, mode: str, query: Any, string_expr: str, output_fields: list[str], **kwargs: Any
-    ) -> tuple[list[BaseNode], list[float], list[str]]:
+    ) -> Found:
         _, searches = self._coalescers_for_loop()
         vector = None
         if mode != "sparse":
