@@ -27,14 +27,15 @@ demo: $(STAMP)
 	@echo "== Asking the local LLM (SmolLM2-135M, bundled; its first load converts it once, ~30 s)"
 	$(VENV)/bin/asyncrag ask "$(QUESTION)"
 
-# One worker per core; the tests that use the Milvus server share one worker, and so one server.
+# One worker per core, a test module to one worker (its module fixtures, e.g. the tutorial data's
+# 2-minute ingest, are made once); a worker that runs server tests starts its own Milvus server.
 test: $(STAMP)
-	$(VENV)/bin/pytest -q -rs -n auto --dist loadgroup
+	$(VENV)/bin/pytest -q -rs -n auto --dist loadscope
 
 # The plumbing, in well under a minute: no slow tests, no Milvus server (Milvus Lite is still real).
 # Selected by markers (tests/conftest.py marks every test that uses the server), never by name.
 test-fast: $(STAMP)
-	$(VENV)/bin/pytest -q -n auto -m "not slow and not server"
+	$(VENV)/bin/pytest -q -n auto --dist loadscope -m "not slow and not server"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

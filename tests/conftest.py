@@ -37,8 +37,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "milvus_server" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.server)
-        if item.get_closest_marker("server"):  # under xdist (--dist loadgroup) one worker starts the one server
-            item.add_marker(pytest.mark.xdist_group("milvus-server"))
 
 
 @pytest.fixture(scope="session")
