@@ -20,7 +20,7 @@ RESERVED_TOKENS = 8
 # tutorial's data 128-token chunks found the right passage in the top 5 for 87 % of the questions
 # (examples/eval/tutorial.jsonl), against 74 % for chunks that fill its 256-token window.
 DEFAULT_CHUNK_TOKENS = 128
-MARKDOWN_SUFFIXES = (".md", ".markdown")
+MARKDOWN_SUFFIXES = (".md", ".markdown", ".html", ".htm")  # HTML is read as Markdown (ingest/html.py)
 _HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
 HIDDEN_METADATA = ("position", "version", "heading")  # stored and shown, but neither embedded nor given to the LLM
 

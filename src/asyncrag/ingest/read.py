@@ -5,7 +5,6 @@ Runs in parser processes: keep it free of heavy imports and of global state.
 
 from __future__ import annotations
 
-import re
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,13 +70,9 @@ def read_text_range(path: Path, source: str, start: int, end: int) -> list[Docum
 
 
 def read_html(path: Path) -> str:
-    from bs4 import BeautifulSoup
+    from asyncrag.ingest.html import html_to_markdown
 
-    soup = BeautifulSoup(read_text(path), "html.parser")
-    for tag in soup(["script", "style", "noscript", "template"]):
-        tag.decompose()
-    root = soup.body or soup
-    return re.sub(r"\n\s*\n+", "\n\n", root.get_text("\n")).strip()
+    return html_to_markdown(read_text(path))
 
 
 def read_docx(path: Path) -> str:
