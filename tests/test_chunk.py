@@ -65,8 +65,9 @@ def test_chunks_know_their_span_and_markdown_section(embedder: LocalEmbedder) ->
     for node in nodes:
         assert text[node.start_char_idx : node.end_char_idx] == node.get_content()
         lines = [*text[: node.start_char_idx].split("\n")[:-1], text[node.start_char_idx :].split("\n", 1)[0]]
-        assert node.metadata["heading"] == next(line.lstrip("# ") for line in reversed(lines) if line.startswith("#"))
-    assert {"History", "Governance"} <= {n.metadata["heading"] for n in nodes}
+        nearest = next(line.lstrip("# ") for line in reversed(lines) if line.startswith("#"))
+        assert node.metadata["heading"].split(" › ")[-1] == nearest  # the path of headings, the nearest last
+    assert {"History", "Governance"} <= {n.metadata["heading"].split(" › ")[-1] for n in nodes}
     assert "heading" not in nodes[0].get_content(metadata_mode=MetadataMode.EMBED)
 
 

@@ -54,8 +54,8 @@ def test_navigation_furniture_and_scripts_are_dropped() -> None:
 
 def test_headings_become_markdown_headings() -> None:
     lines = html_to_markdown(SPHINX_PAGE).splitlines()
-    assert "# `itertools` — Functions creating iterators" in lines
-    assert "## Itertool functions" in lines
+    assert "# `itertools` — Functions creating iterators {#itertools}" in lines  # the id of its <section>
+    assert "## Itertool functions {#functions}" in lines
 
 
 def test_a_page_without_a_main_element_keeps_its_whole_body() -> None:
@@ -81,6 +81,40 @@ def test_html_chunks_know_their_section(embedder: object, tmp_path: Path) -> Non
     docs = read_file(path, str(path))
     nodes = chunk(make_splitter(ChunkSpec(32, 4, embedder.tokenizer_file)), docs, "it", "v1")  # type: ignore[attr-defined]
     sections = {node.metadata.get("heading") for node in nodes}
-    assert "Itertool functions" in sections
+    assert "`itertools` — Functions creating iterators › Itertool functions" in sections
     groupby = next(n for n in nodes if "consecutive keys" in n.get_content())
-    assert groupby.metadata["heading"] == "Itertool functions"
+    assert groupby.metadata["heading"].endswith(" › Itertool functions › groupby(iterable, key=None)")
+    assert groupby.metadata["anchor"] == "itertools.groupby"
+
+
+def test_api_entries_and_sections_carry_their_anchor() -> None:
+    text = html_to_markdown(SPHINX_PAGE)
+    assert "## Itertool functions {#functions}" in text.splitlines()
+    assert "###### groupby(iterable, key=None) {#itertools.groupby}" in text.splitlines()
+
+
+async def test_a_citation_into_an_html_page_points_at_its_anchor(lite_uri: str, hash_embedder, tmp_path: Path) -> None:
+    from asyncrag.rag import AsyncRAG
+
+    page = tmp_path / "itertools.html"
+    page.write_text(SPHINX_PAGE)
+    async with AsyncRAG(embedder=hash_embedder, uri=lite_uri, collection="html", llm="none", chunk_size=32) as rag:
+        assert (await rag.ingest([page])).ok
+        hits = await rag.search("consecutive keys and groups", k=1, mode="sparse")
+    top = hits[0]
+    assert "consecutive keys" in top.text
+    assert top.anchor == "itertools.groupby"
+    assert top.citation == f"{page}#itertools.groupby"
+    assert top.heading == "`itertools` — Functions creating iterators › Itertool functions › groupby(iterable, key=None)"
+
+
+def test_a_heading_takes_its_anchor_from_its_permalink() -> None:
+    page = (
+        '<div role="main"><section id="for-statements"><span id="tut-for"></span><h2>4.2. <code>for</code> Statements'
+        '<a class="headerlink" href="#for-statements">¶</a></h2><pre># not a heading\nfor x in y: pass</pre></section></div>'
+    )
+    text = html_to_markdown(page)
+    assert text.splitlines()[0] == "## 4.2. `for` Statements {#for-statements}"
+    from asyncrag.ingest.chunk import _Headings
+
+    assert _Headings(text).at(text.index("for x in y")) == ("4.2. `for` Statements", "for-statements")

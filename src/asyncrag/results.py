@@ -13,8 +13,9 @@ class Source:
     """One retrieved chunk: what an answer may cite, and where a reader finds it.
 
     `start`/`end` are the chunk's character offsets in its page (PDF) or file, so a reader can
-    check the passage; `heading` is the Markdown section it sits in. They are None where unknown
-    (chunks stored before they were recorded).
+    check the passage; `heading` is the path of Markdown (or HTML) headings it sits under, and
+    `anchor` the nearest id on that path, so that `file.html#anchor` opens the page there. They
+    are None where unknown (chunks stored before they were recorded).
     """
 
     text: str
@@ -24,10 +25,13 @@ class Source:
     start: int | None = None
     end: int | None = None
     heading: str | None = None
+    anchor: str | None = None
 
     @property
     def citation(self) -> str:
-        return f"{self.source}:{self.page}" if self.page is not None else self.source
+        if self.page is not None:
+            return f"{self.source}:{self.page}"
+        return f"{self.source}#{self.anchor}" if self.anchor else self.source
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

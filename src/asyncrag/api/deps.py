@@ -73,6 +73,7 @@ class Server:
             start=s.start,
             end=s.end,
             heading=s.heading,
+            anchor=s.anchor,
         )
 
     def answer_out(self, a: Answer) -> m.AskResponse:

@@ -39,7 +39,8 @@ class SourceOut(BaseModel):
     page: int | None = Field(None, description="PDF page, from 1")
     start: int | None = Field(None, description="where the passage starts in its page's (or file's) text")
     end: int | None = Field(None, description="where it ends (exclusive)")
-    heading: str | None = Field(None, description="the Markdown section it is in")
+    heading: str | None = Field(None, description="the path of headings it is under (Markdown, HTML), ' › ' between")
+    anchor: str | None = Field(None, description="the nearest id on that path: SOURCE#ANCHOR opens an HTML page there")
 
 
 class SearchResponse(BaseModel):

@@ -21,8 +21,10 @@ RESERVED_TOKENS = 8
 # (examples/eval/tutorial.jsonl), against 74 % for chunks that fill its 256-token window.
 DEFAULT_CHUNK_TOKENS = 128
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".html", ".htm")  # HTML is read as Markdown (ingest/html.py)
-_HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
-HIDDEN_METADATA = ("position", "version", "heading")  # stored and shown, but neither embedded nor given to the LLM
+_HEADING = re.compile(r"(#{1,6})[ \t]+(.+?)(?:[ \t]+\{#([^}\s]+)\})?[ \t#]*")
+SECTION_SEPARATOR = " › "
+# Stored and shown, but neither embedded nor given to the LLM.
+HIDDEN_METADATA = ("position", "version", "heading", "anchor")
 
 
 @dataclass(frozen=True)
@@ -86,16 +88,42 @@ def make_splitter(spec: ChunkSpec) -> SentenceSplitter:
 
 
 class _Headings:
-    """The Markdown section each offset of a text is in: its nearest heading above."""
+    """The Markdown section each offset of a text is in: the path of headings above it, and the
+    nearest anchor on that path (`{#id}` at a heading's end: ingest/html.py writes those).
+
+    Lines in fenced code are not headings (a Python comment starts with `#`). An anchored heading
+    may be indented: an API entry nested in another's definition (a method in its class's) is a
+    level deeper than its parent.
+    """
 
     def __init__(self, text: str) -> None:
-        found = [(m.start(), m.group(1)) for m in _HEADING.finditer(text)]
-        self._starts = [start for start, _ in found]
-        self._titles = [title for _, title in found]
+        self._starts: list[int] = []
+        self._found: list[tuple[str, str | None]] = []
+        path: list[tuple[int, str, str | None]] = []  # (level, title, anchor)
+        fenced = False
+        offset = 0
+        for line in text.splitlines(keepends=True):
+            start, offset = offset, offset + len(line)
+            stripped = line.strip()
+            if stripped.startswith("```"):
+                fenced = not fenced
+                continue
+            found = None if fenced else _HEADING.fullmatch(stripped)
+            indent = len(line) - len(line.lstrip())
+            if found is None or (indent and not found[3]):
+                continue
+            level = len(found[1]) + indent // 4
+            while path and path[-1][0] >= level:
+                path.pop()
+            path.append((level, found[2], found[3]))
+            anchor = next((a for _, _, a in reversed(path) if a), None)
+            self._starts.append(start)
+            self._found.append((SECTION_SEPARATOR.join(title for _, title, _ in path), anchor))
 
-    def at(self, offset: int) -> str | None:
+    def at(self, offset: int) -> tuple[str, str | None] | None:
+        """(section path, anchor) at `offset`, or None before the first heading."""
         i = bisect.bisect_right(self._starts, offset) - 1
-        return self._titles[i] if i >= 0 else None
+        return self._found[i] if i >= 0 else None
 
 
 def chunk(
@@ -125,8 +153,10 @@ def chunk(
         page = node.metadata.get("page")
         position = positions[page] = positions.get(page, -1) + 1
         sections = headings.get(node.ref_doc_id or "")
-        if sections and node.start_char_idx is not None and (heading := sections.at(node.start_char_idx)):
-            node.metadata["heading"] = heading  # the stretch's own headings: a section above it is not seen
+        if sections and node.start_char_idx is not None and (section := sections.at(node.start_char_idx)):
+            node.metadata["heading"] = section[0]  # the stretch's own headings: a section above it is not seen
+            if section[1]:
+                node.metadata["anchor"] = section[1]
         if text_offset and node.start_char_idx is not None and node.end_char_idx is not None:
             node.start_char_idx += text_offset
             node.end_char_idx += text_offset

@@ -89,4 +89,5 @@ def _source(node: BaseNode, score: float) -> Source:
         start=getattr(node, "start_char_idx", None),
         end=getattr(node, "end_char_idx", None),
         heading=node.metadata.get("heading"),
+        anchor=node.metadata.get("anchor"),
     )

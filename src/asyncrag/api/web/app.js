@@ -64,7 +64,8 @@ async function* sseEvents(response) {
 
 function citationLabel(source, full = false) {
   const name = full ? source.source : source.source.split(/[\\/]/).pop();
-  return source.page ? `${name}, page ${source.page}` : name;
+  if (source.page) return `${name}, page ${source.page}`;
+  return source.anchor ? `${name}#${source.anchor}` : name;
 }
 
 function openPassage(n) {
