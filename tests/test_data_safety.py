@@ -103,6 +103,40 @@ def test_odd_names_in_a_folder_are_each_stored(env: dict[str, str], stored: dict
         assert sorted(doc for k, (doc, _) in after.items() if k not in stored) == sorted(str(folder / n) for n in names)
 
 
+# Names that pymilvus's query_iterator, which formats the last id of a page into its next filter,
+# turned into an error on every call and into an endless loop (issue 19): every command that lists
+# the records (documents, ingest --prune, stats of a collection without them) pages with store/scan.
+PAGING_NAMES = [CRAFTED, 'zz" or doc_id != "x.txt', 'q"uote.txt', "back\\slash.txt", "new\nline.txt"]
+
+
+def test_names_that_broke_the_paging_list_prune_and_delete_exactly(
+    env: dict[str, str], stored: dict, tmp_path: Path
+) -> None:
+    """The ids sort after every other (the prefix's "~"), so the last id of a page, which the next
+    page's filter starts from, is a crafted one: the zz name looped for ever, the other errored."""
+    folder = tmp_path / "paging"
+    folder.mkdir()
+    for i, name in enumerate(PAGING_NAMES):
+        (folder / name).write_text(f"document {i}\n")
+    ingest = ["ingest", str(folder), "--doc-id-prefix", "~paging/", "--json"]
+    assert run(env, *ingest).exit_code == 0
+    ids = [f"~paging/{n}" for n in PAGING_NAMES]
+    started = time.perf_counter()
+    listed = run(env, "documents", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert sorted(d["doc_id"] for d in json.loads(listed.stdout))[4:] == sorted(ids)
+    (folder / PAGING_NAMES[1]).unlink()
+    pruned = run(env, *ingest, "--prune")
+    assert pruned.exit_code == 0, pruned.output
+    assert [f["doc_id"] for f in json.loads(pruned.stdout)["documents"] if f["status"] == "deleted"] == [ids[1]]
+    assert run(env, "delete", ids[0]).exit_code == 0
+    assert run(env, "stats").exit_code == 0
+    assert time.perf_counter() - started < 30  # no endless paging
+    after = rows(env)
+    assert {k: v for k, v in after.items() if k in stored} == stored
+    assert {doc for k, (doc, _) in after.items() if k not in stored} == set(ids[2:])
+
+
 # -- 2. a bad setting stops the run before it touches stored data ---------------------------------------
 
 

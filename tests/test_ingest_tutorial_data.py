@@ -16,6 +16,7 @@ from tokenizers import Tokenizer
 from asyncrag.embed.local import LocalEmbedder
 from asyncrag.rag import AsyncRAG
 from asyncrag.results import IngestReport
+from asyncrag.store import scan
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
@@ -42,18 +43,8 @@ async def chunks(tutorial) -> list[dict]:
     """Every stored row, read back from Milvus (text, metadata and the node it came from)."""
     rag, _ = tutorial
     store = await rag.store()
-    iterator = store.client.query_iterator(
-        store.collection_name,
-        batch_size=1000,
-        filter="",
-        output_fields=["text", "_node_content", "source", "page", "file_name", "doc_id"],
-    )
-    rows: list[dict] = []
-    try:
-        while batch := iterator.next():
-            rows.extend(batch)
-    finally:
-        iterator.close()
+    fields = ["text", "_node_content", "source", "page", "file_name", "doc_id"]
+    rows: list[dict] = [row for page in scan.pages(store.client, store.collection_name, fields) for row in page]
     return rows
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from pymilvus import AsyncMilvusClient, DataType, MilvusClient
 
-from asyncrag.store import expr
+from asyncrag.store import expr, scan
 from asyncrag.store.indexes import create_indexes
 
 SUFFIX = "__documents"
@@ -107,19 +107,11 @@ class Manifest:
         return found
 
     async def all(self, client: MilvusClient) -> list[DocumentRecord]:
-        """Every record (through a sync client's iterator, in a thread: any number of rows)."""
+        """Every record (page by page through a sync client, in a thread: any number of rows)."""
 
         def read() -> list[DocumentRecord]:
-            records = []
-            iterator = client.query_iterator(
-                self.name, batch_size=1000, filter="", output_fields=list(DocumentRecord.__dataclass_fields__)
-            )
-            try:
-                while batch := iterator.next():
-                    records += [DocumentRecord.from_row(row) for row in batch]
-            finally:
-                iterator.close()
-            return records
+            fields = list(DocumentRecord.__dataclass_fields__)
+            return [DocumentRecord.from_row(row) for page in scan.pages(client, self.name, fields) for row in page]
 
         return await asyncio.to_thread(read)
 

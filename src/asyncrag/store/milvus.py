@@ -26,7 +26,7 @@ from pymilvus.milvus_client.index import IndexParams
 from asyncrag.embed.base import Embedder
 from asyncrag.errors import StoreError, milvus_errors, one_line
 from asyncrag.results import CollectionStats
-from asyncrag.store import manifest, reindex
+from asyncrag.store import manifest, reindex, scan
 from asyncrag.store.indexes import create_indexes
 from asyncrag.store.vector_store import CoalescingMilvusVectorStore
 
@@ -267,13 +267,6 @@ def stats(client: MilvusClient, collection: str) -> CollectionStats:
         counted = client.query(records, filter="", output_fields=["count(*)"], consistency_level="Strong")
         documents = int(counted[0]["count(*)"]) if counted else 0
     else:  # a collection from before manifests, or written by LlamaIndex alone: count its doc ids
-        seen: set[str] = set()
-        iterator = client.query_iterator(collection, batch_size=1000, filter="", output_fields=["doc_id"])
-        try:
-            while batch := iterator.next():
-                seen.update(row["doc_id"] for row in batch)
-        finally:
-            iterator.close()
-        documents = len(seen)
+        documents = len({row["doc_id"] for page in scan.pages(client, collection, ["doc_id"]) for row in page})
     bm25 = bm25_function(client.describe_collection(collection)) is not None
     return CollectionStats(collection, documents, chunks, name, dim, bm25)

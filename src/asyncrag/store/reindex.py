@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pymilvus import MilvusClient
 
+from asyncrag.store import scan
+
 SUFFIX = "__reindex"
 BATCH_ROWS = 1000
 
@@ -31,13 +33,9 @@ def finish_interrupted(client: MilvusClient, collection: str) -> bool:
 def copy_rows(client: MilvusClient, source: str, target: str) -> int:
     """Every row of `source` into `target` (upserts: a retried batch cannot duplicate)."""
     copied = 0
-    iterator = client.query_iterator(source, batch_size=BATCH_ROWS, filter="", output_fields=["*"])
-    try:
-        while rows := iterator.next():
-            client.upsert(target, rows)
-            copied += len(rows)
-    finally:
-        iterator.close()
+    for rows in scan.pages(client, source, ["*"], rows=BATCH_ROWS):
+        client.upsert(target, rows)
+        copied += len(rows)
     client.flush(target)
     return copied
 
