@@ -30,7 +30,6 @@ from asyncrag.query.retrieve import Retriever
 from asyncrag.results import Answer, CollectionStats, DocumentInfo, IngestReport, Source
 from asyncrag.store import milvus, reindex
 from asyncrag.store.collection import Collection, read_stats
-from asyncrag.store.manifest import Manifest
 from asyncrag.store.vector_store import CoalescingMilvusVectorStore
 
 log = logging.getLogger(__name__)
@@ -121,10 +120,6 @@ class AsyncRAG:
     async def store(self, create: bool = False) -> CoalescingMilvusVectorStore:
         """The collection's vector store (LlamaIndex's `MilvusVectorStore`, coalescing)."""
         return (await self.collection(create)).store
-
-    async def manifest(self) -> Manifest:
-        """The collection's record of its documents (store/manifest.py)."""
-        return (await self.collection()).manifest
 
     async def llm(self) -> ChatModel | None:
         """The configured LLM, None for "none"; raises LLMUnavailable (saying how to configure one)."""
