@@ -19,6 +19,7 @@ from api_support import BrokenLLM, ScriptedLLM, ingest_corpus, serving, settings
 from fastapi import FastAPI
 
 from asyncrag.api import models as m
+from asyncrag.rag import AsyncRAG
 
 CITED = [1]  # what ScriptedLLM's answer cites
 
@@ -522,3 +523,22 @@ async def test_the_page_and_its_assets_are_served_by_the_app_with_no_cdn(
     for text in [page.text, *(a.text for a in assets)]:
         assert "://" not in text  # every asset comes from this server
     assert 'src="/static/app.js"' in page.text and 'href="/static/style.css"' in page.text
+
+
+async def test_documents_listed_even_when_their_ids_broke_the_paging(tmp_path: Path, hash_embedder) -> None:
+    """The ids pymilvus's query_iterator made an error or an endless loop of (tests/test_data_safety.py),
+    ingested by the CLI's library into the collection the server shares, sorted last so that one is a
+    page boundary: GET /v1/documents lists every one, at once."""
+    from test_data_safety import PAGING_NAMES
+
+    folder = tmp_path / "paging"
+    folder.mkdir()
+    for i, name in enumerate(PAGING_NAMES):
+        (folder / name).write_text(f"document {i}\n")
+    settings = settings_for(str(tmp_path / "milvus.db"))
+    async with AsyncRAG(settings, embedder=hash_embedder) as rag:
+        assert (await rag.ingest([folder], doc_id_prefix="~paging/")).ok
+    async with serving(settings, hash_embedder) as (_, client):
+        listed = await client.get("/v1/documents")
+    assert listed.status_code == 200
+    assert sorted(d["id"] for d in listed.json()["documents"]) == sorted(f"~paging/{n}" for n in PAGING_NAMES)
