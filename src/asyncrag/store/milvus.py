@@ -36,7 +36,6 @@ EMBEDDING_FIELD = "embedding"
 TEXT_FIELD = "text"  # LlamaIndex's text field; BM25 reads it
 SPARSE_FIELD = "sparse_embedding"
 BM25_SINCE = (2, 5)  # the first Milvus server version with BM25 functions
-HYBRID_WEIGHTS = (0.7, 0.3)  # dense, BM25: Milvus normalises both scores to [0, 1] before weighing them
 CONNECT_TIMEOUT_S = 10.0
 # Per write or delete to a server; the ingest pipeline retries a few times on top. Milvus Lite runs
 # in this process and cannot go down on its own: no deadline there (a big upsert on a loaded
@@ -215,8 +214,6 @@ def open_store(
             enable_sparse=sparse is not None,
             sparse_embedding_function=sparse,
             sparse_embedding_field=sparse.output_field_names[0] if sparse else SPARSE_FIELD,
-            hybrid_ranker="WeightedRanker",  # measured against RRF: docs/architecture.md, "Hybrid search"
-            hybrid_ranker_params={"weights": list(HYBRID_WEIGHTS)},
             collection_properties=None
             if exists
             else {MODEL_PROPERTY: embedder.identity, MODEL_NAME_PROPERTY: embedder.name},

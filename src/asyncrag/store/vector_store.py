@@ -28,13 +28,14 @@ from llama_index.core.vector_stores.utils import node_to_metadata_dict
 from llama_index.vector_stores.milvus import MilvusVectorStore
 from llama_index.vector_stores.milvus.base import MILVUS_ID_FIELD
 from pydantic import Field, PrivateAttr
-from pymilvus import AnnSearchRequest, AsyncMilvusClient, RRFRanker, WeightedRanker
+from pymilvus import AsyncMilvusClient
 from pymilvus import Function as BaseMilvusBuiltInFunction  # LlamaIndex's built-in sparse functions
 from pymilvus.exceptions import ParamError
 
 from asyncrag.errors import grpc_status, is_transient
 from asyncrag.store import expr
 from asyncrag.store.coalesce import Coalescer, ItemError
+from asyncrag.store.fusion import DEFAULT_FUSION, Fusion, Hit, fuse
 
 Row = dict[str, Any]
 InsertKey = tuple[str | None, int]  # partition, vector length
@@ -56,7 +57,6 @@ FORCE_FLUSH_UNSUPPORTED = (
 )
 
 
-Hit = dict[str, Any]
 Found = tuple[list[BaseNode], list[float], list[str]]  # nodes, scores, ids: what LlamaIndex's search hooks return
 
 
@@ -99,10 +99,9 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
     max_search_batch: int = 1000  # query vectors per search request (Lite pays a fixed cost per search)
     max_wait_s: float = 0.002  # how long the first request of a batch waits for company
     max_in_flight: int = 4  # concurrent requests per kind (backpressure)
-    # Candidates each side (dense, BM25) of a hybrid search brings to the fusion, at least top-k:
-    # a passage ranked 8th by one side and 3rd by the other must be there to be fused; more than
-    # that let weakly related passages in (measured: docs/architecture.md, "Hybrid search").
-    hybrid_candidates: int = 10
+    # How a hybrid search fuses its dense and BM25 lists, and how many candidates each brings
+    # (measured: docs/architecture.md, "Hybrid search"; benchmarks/retrieval.py).
+    fusion: Fusion = DEFAULT_FUSION
     server_has_bm25: bool = True  # whether the server could make a BM25 field (open_store knows)
     # A deadline for each write and delete: pymilvus retries a server that does not answer until
     # then (none: for ever), so a server that is down shows up as an error in bounded time.
@@ -401,38 +400,38 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
         return fields
 
     async def _search_batch(self, key: SearchKey, queries: list[_Query]) -> Sequence[list[Hit]]:
-        """One search request for every query of the batch (a hybrid one: a dense and a BM25
-        request over the same queries, fused by Milvus)."""
+        """One search request for every query of the batch; a hybrid batch is a dense and a BM25
+        request over the same queries, sent together and fused here (store/fusion.py)."""
         mode, limit, filter, output_fields, params, partitions, _ = key
         common: dict[str, Any] = {
-            "limit": limit,
+            "filter": filter,
             "output_fields": self.fields_to_fetch(output_fields),
             "partition_names": list(partitions) if partitions else None,
             # The store's level, not the collection's default (fixed when it was made): a server
             # can search with Session while the CLI keeps Strong (docs/architecture.md, "The server").
             "consistency_level": self.consistency_level,
         }
-        client = self.async_client
-        hits: Sequence[list[Hit]]
         if mode != "hybrid":
-            dense = mode == "dense"
-            hits = await client.search(
-                self.collection_name,
-                data=[q.vector if dense else q.text for q in queries],
-                filter=filter,
-                search_params=json.loads(params) if dense else BM25_PARAMS,
-                anns_field=self.embedding_field if dense else self.sparse_embedding_field,
-                **common,
-            )
-            return hits if dense else [self._bm25_scores(h) for h in hits]
-        depth = max(limit, self.hybrid_candidates)
-        dense_params = {"metric_type": self.similarity_metric, "params": json.loads(params)}
-        requests = [
-            AnnSearchRequest([q.vector for q in queries], self.embedding_field, dense_params, depth, expr=filter),
-            AnnSearchRequest([q.text for q in queries], self.sparse_embedding_field, BM25_PARAMS, depth, expr=filter),
-        ]
-        hits = await client.hybrid_search(self.collection_name, requests, ranker=self._ranker(), **common)
-        return hits
+            return await self._search_side(mode == "dense", queries, json.loads(params), limit, common)
+        depth = max(limit, self.fusion.candidates)
+        dense, sparse = await asyncio.gather(
+            self._search_side(True, queries, json.loads(params), depth, common),
+            self._search_side(False, queries, json.loads(params), depth, common),
+        )
+        return [fuse(d, s, self.fusion, limit) for d, s in zip(dense, sparse, strict=True)]
+
+    async def _search_side(
+        self, dense: bool, queries: list[_Query], params: dict[str, Any], limit: int, common: dict[str, Any]
+    ) -> Sequence[list[Hit]]:
+        hits = await self.async_client.search(
+            self.collection_name,
+            data=[q.vector if dense else q.text for q in queries],
+            search_params=params if dense else BM25_PARAMS,
+            anns_field=self.embedding_field if dense else self.sparse_embedding_field,
+            limit=limit,
+            **common,
+        )
+        return hits if dense else [self._bm25_scores(h) for h in hits]
 
     @staticmethod
     def _bm25_scores(hits: list[Hit]) -> list[Hit]:
@@ -440,9 +439,3 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
         for hit in hits:
             hit["distance"] = abs(hit["distance"])
         return hits
-
-    def _ranker(self) -> RRFRanker | WeightedRanker:
-        """The fusion the store was configured with: reciprocal rank fusion (k=60) by default."""
-        if self.hybrid_ranker == "WeightedRanker":
-            return WeightedRanker(*self.hybrid_ranker_params.get("weights", [1.0, 1.0]))
-        return RRFRanker(self.hybrid_ranker_params.get("k", 60))
