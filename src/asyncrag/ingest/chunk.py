@@ -23,8 +23,12 @@ DEFAULT_CHUNK_TOKENS = 128
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".html", ".htm")  # HTML is read as Markdown (ingest/html.py)
 _HEADING = re.compile(r"(#{1,6})[ \t]+(.+?)(?:[ \t]+\{#([^}\s]+)\})?[ \t#]*")
 SECTION_SEPARATOR = " › "
-# Stored and shown, but neither embedded nor given to the LLM.
-HIDDEN_METADATA = ("position", "version", "heading", "anchor")
+# Stored and shown, but neither embedded nor given to the LLM. The heading path is embedded: in API
+# documentation a chunk often never names what it describes ("If the data ... is not a valid JSON
+# document, a JSONDecodeError will be raised" sits under `json.loads`). With it, dense search on the
+# python-doc questions went from hit@5 0.450 / MRR 0.290 to 0.467 / 0.339 (examples/eval/python-doc.jsonl).
+HIDDEN_METADATA = ("position", "version", "anchor")
+_SIGNATURE = re.compile(r"^((?:class |async |exception )?[\w.]+)\(.{12,}\)$")
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,8 @@ class _Headings:
 
     Lines in fenced code are not headings (a Python comment starts with `#`). An anchored heading
     may be indented: an API entry nested in another's definition (a method in its class's) is a
-    level deeper than its parent.
+    level deeper than its parent. A long signature is shortened to its name, `json.loads(…)`: the
+    path is embedded with the chunk, and its parameters would crowd out the chunk's words.
     """
 
     def __init__(self, text: str) -> None:
@@ -115,7 +120,7 @@ class _Headings:
             level = len(found[1]) + indent // 4
             while path and path[-1][0] >= level:
                 path.pop()
-            path.append((level, found[2], found[3]))
+            path.append((level, _SIGNATURE.sub(r"\1(…)", found[2]), found[3]))
             anchor = next((a for _, _, a in reversed(path) if a), None)
             self._starts.append(start)
             self._found.append((SECTION_SEPARATOR.join(title for _, title, _ in path), anchor))

@@ -102,7 +102,7 @@ class Options:
 def fingerprint(spec: ChunkSpec, embedder: Embedder) -> str:
     """What, besides a document's content, decides its chunks and vectors."""
     tokenizer = hashlib.sha256(spec.tokenizer_file.read_bytes()).hexdigest() if spec.tokenizer_file else "tiktoken"
-    key = f"chunker=2|{spec.chunk_size}|{spec.chunk_overlap}|{tokenizer}|model={embedder.identity}"
+    key = f"chunker=3|{spec.chunk_size}|{spec.chunk_overlap}|{tokenizer}|model={embedder.identity}"
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
