@@ -173,7 +173,9 @@ async def test_ask_json(client: httpx.AsyncClient) -> None:
 async def test_search_in_each_mode(client: httpx.AsyncClient, mode: str) -> None:
     r = await client.post("/v1/search", json={"query": "Lindqvist", "top_k": 3, "mode": mode})
     sources = r.json()["sources"]
-    assert r.status_code == 200 and any("Lindqvist" in s["text"] for s in sources)
+    assert r.status_code == 200
+    if mode != "dense":  # dense search with the tests' hashing embedder finds nothing in particular
+        assert any("Lindqvist" in s["text"] for s in sources)
     # BM25 returns only passages holding a word of the query; the others fill top_k
     assert len(sources) == 3 if mode != "sparse" else all("Lindqvist" in s["text"] for s in sources)
 
@@ -195,6 +197,7 @@ async def test_ask_stream_is_tokens_then_sources_then_done(client: httpx.AsyncCl
     assert events[-1][1] == {
         "answer": "".join(ScriptedLLM.tokens).strip(),
         "cited": CITED,
+        "method": "generated",
         "llm": {"ok": True, "model": "scripted", "error": None},
     }
 
@@ -211,26 +214,27 @@ async def test_ask_limits(client: httpx.AsyncClient) -> None:
     )
 
 
-async def test_a_failing_llm_answers_with_the_passages(tmp_path: Path, hash_embedder) -> None:
+async def test_a_failing_llm_answer_is_replaced_by_a_quoted_one(tmp_path: Path, hash_embedder) -> None:
     settings = settings_for(str(tmp_path / "milvus.db"))
     await ingest_corpus(settings, hash_embedder)
     async with serving(settings, hash_embedder, BrokenLLM(), upload_dir=tmp_path / "up") as (_, client):
         body = (await client.post("/v1/ask", json={"question": "tea?", "top_k": 2})).json()
         assert body["llm"] == {"ok": False, "model": None, "error": "RuntimeError: the model crashed"}
-        assert body["answer"].startswith("[1] ") and "[2] " in body["answer"]
+        assert body["method"] == "extracted" and body["cited"] and "“" in body["answer"]
         events = sse_events((await client.post("/v1/ask", json={"question": "tea?", "stream": True})).text)
         assert [n for n, _ in events] == ["token", "sources", "done"]
         assert events[0][1]["text"] == events[2][1]["answer"] and events[2][1]["llm"]["ok"] is False
 
 
-async def test_without_an_llm_the_stream_sends_the_passages_as_one_token(tmp_path: Path, hash_embedder) -> None:
+async def test_without_an_llm_the_stream_sends_the_quoted_answer_as_one_token(tmp_path: Path, hash_embedder) -> None:
     settings = settings_for(str(tmp_path / "milvus.db"))
     await ingest_corpus(settings, hash_embedder)
     async with serving(settings, hash_embedder, "none", upload_dir=tmp_path / "up") as (_, client):
         assert (await client.get("/readyz")).json()["llm"] is None
         events = sse_events((await client.post("/v1/ask", json={"question": "tea?", "top_k": 1, "stream": True})).text)
         assert [n for n, _ in events] == ["token", "sources", "done"]
-        assert events[0][1]["text"] == "[1] " + events[1][1][0]["text"].strip()
+        assert events[0][1]["text"] == events[2][1]["answer"] and events[2][1]["cited"] == [1]
+        assert events[2][1]["method"] == "extracted"
         assert events[2][1]["llm"] == {"ok": True, "model": None, "error": None}
 
 

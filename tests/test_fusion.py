@@ -70,5 +70,7 @@ def test_lead_puts_each_side_s_best_first_whatever_the_scores() -> None:
     weak = hits("bm25-", [1.2, 1.1, 1.0])  # BM25's best is barely better than the rest: still second
     found = fuse(DENSE_ONLY, weak, Fusion("dbsf", 0.7, 40, lead=True), 5)
     assert [h["id"] for h in found[:2]] == ["d0", "bm25-0"] and len(found) == 5
+    scores = [h["distance"] for h in found]
+    assert scores == sorted(scores, reverse=True) and scores[1] > 1.0 >= scores[2]  # scores still rank the list
     same = fuse(hits("x", [0.9, 0.2]), hits("x", [5.0, 1.0]), Fusion("relative", 0.5, 10, lead=True), 5)
     assert [h["id"] for h in same] == ["x0", "x1"]  # one hit leads both sides: it appears once

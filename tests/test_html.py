@@ -83,7 +83,7 @@ def test_html_chunks_know_their_section(embedder: object, tmp_path: Path) -> Non
     sections = {node.metadata.get("heading") for node in nodes}
     assert "`itertools` — Functions creating iterators › Itertool functions" in sections
     groupby = next(n for n in nodes if "consecutive keys" in n.get_content())
-    assert groupby.metadata["heading"].endswith(" › Itertool functions › groupby(iterable, key=None)")
+    assert groupby.metadata["heading"].endswith(" › Itertool functions › groupby(…)")  # a signature, shortened
     assert groupby.metadata["anchor"] == "itertools.groupby"
 
 
@@ -105,7 +105,7 @@ async def test_a_citation_into_an_html_page_points_at_its_anchor(lite_uri: str, 
     assert "consecutive keys" in top.text
     assert top.anchor == "itertools.groupby"
     assert top.citation == f"{page}#itertools.groupby"
-    assert top.heading == "`itertools` — Functions creating iterators › Itertool functions › groupby(iterable, key=None)"
+    assert top.heading == "`itertools` — Functions creating iterators › Itertool functions › groupby(…)"
 
 
 def test_a_heading_takes_its_anchor_from_its_permalink() -> None:

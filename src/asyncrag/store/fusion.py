@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Hit = dict[str, Any]  # pymilvus's hit: {"id", "distance" (the score, higher is better), "entity"}
+Hit = dict[str, Any]
+LEAD_BONUS = 1.0  # pymilvus's hit: {"id", "distance" (the score, higher is better), "entity"}
 Rule = Literal["relative", "dbsf", "rrf", "milvus"]
 RULES: tuple[Rule, ...] = ("relative", "dbsf", "rrf", "milvus")
 
@@ -40,7 +41,7 @@ class Fusion:
     dense_weight: float = 0.5
     candidates: int = 20
     rrf_k: int = 60
-    lead: bool = False  # each side's best hit leads the list (dense's, then BM25's), whatever the scores
+    lead: bool = False  # each side's best hit leads the list (its score + LEAD_BONUS), whatever the others' scores
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
@@ -111,8 +112,8 @@ def fuse(dense: Sequence[Hit], sparse: Sequence[Hit], fusion: Fusion, limit: int
         for hit, score in zip(hits, normalise([float(h["distance"]) for h in hits]), strict=True):
             fused[hit["id"]] = fused.get(hit["id"], 0.0) + weight * score
             rows.setdefault(hit["id"], hit)
-    best = sorted(fused, key=fused.__getitem__, reverse=True)  # sorted is stable: ties keep first-seen order
-    if fusion.lead:
-        leaders = [hits[0]["id"] for hits in (dense, sparse) if hits]
-        best = [*dict.fromkeys(leaders), *(key for key in best if key not in leaders)]
-    return [{**rows[key], "distance": fused[key]} for key in best[:limit]]
+    if fusion.lead:  # a weighed score is at most 1: the bonus puts the leaders above every other hit
+        for leader in {hits[0]["id"] for hits in (dense, sparse) if hits}:
+            fused[leader] += LEAD_BONUS
+    best = sorted(fused, key=fused.__getitem__, reverse=True)[:limit]  # stable: ties keep first-seen order
+    return [{**rows[key], "distance": fused[key]} for key in best]
