@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   ingest the sample corpus and answer a question (embedded Milvus Lite, local models)
+#   make demo   ingest the sample corpus and answer a question with citations (embedded Milvus Lite, local model)
 #   make test   the whole test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	@echo "== Ingesting the sample documents in examples/corpus into ./asyncrag.db (Milvus Lite)"
 	$(VENV)/bin/asyncrag ingest examples/corpus
-	@echo "== Asking the local LLM (SmolLM2-135M, bundled; its first load converts it once, ~30 s)"
+	@echo "== Asking: the answer quotes the sentences that answer it, cited [n] (--answer generate: the bundled LLM writes it)"
 	$(VENV)/bin/asyncrag ask "$(QUESTION)"
 
 # One worker per core, a test module to one worker (its module fixtures, e.g. the tutorial data's

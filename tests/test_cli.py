@@ -110,8 +110,8 @@ def test_ask_json_no_llm_shape(cli_home: dict[str, str]) -> None:
     result = run(cli_home, "ask", "Do you ship abroad?", "--json", "--no-llm", "-k", "2", "--llm", "bogus")
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
-    assert set(answer) == {"answer", "cited", "sources", "llm"}
-    assert answer["cited"] == [1, 2]  # the passages themselves, numbered
+    assert set(answer) == {"answer", "cited", "sources", "method", "query", "llm"}
+    assert answer["method"] == "extracted" and answer["query"] is None and answer["cited"]
     assert answer["llm"] == {"ok": True, "model": None, "error": None}  # no LLM wanted: none failed
     assert isinstance(answer["answer"], str)
     assert len(answer["sources"]) == 2
@@ -119,8 +119,8 @@ def test_ask_json_no_llm_shape(cli_home: dict[str, str]) -> None:
         assert set(s) == {"text", "score", "source", "page", "start", "end", "heading", "anchor"}
     top = answer["sources"][0]
     assert Path(top["source"]).name == "faq.html" and "31 countries" in top["text"]
-    # Retrieval only: the answer is the numbered passages themselves.
-    assert answer["answer"].startswith("[1] ") and "31 countries" in answer["answer"]
+    # No LLM: the answer quotes the sentence that answers, and cites it.
+    assert answer["answer"].startswith("“") and "31 countries" in answer["answer"] and answer["cited"] == [1]
     assert "no LLM" not in result.stderr  # --no-llm wins over --llm: no warning about it
 
 
@@ -128,7 +128,7 @@ def test_ask_no_llm_human_output_cites_sources(cli_home: dict[str, str]) -> None
     result = run(cli_home, "ask", "How long should oolong steep?", "--no-llm", "-k", "2")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("[1] ")
+    assert lines[0].startswith("“") and "[1]" in result.stdout.split("\n\n")[0]
     citations = [line for line in lines if line.startswith("[") and line.split()[-1].startswith("/")]
     assert len(citations) == 2 and citations[0].endswith("brewing-guide.txt")
 

@@ -281,22 +281,23 @@ class BrokenLLM:
 
 
 @pytest.mark.parametrize("pieces", [[], ["The cooperative ", "was"]], ids=["at-load", "mid-answer"])
-def test_any_llm_failure_falls_back_to_the_passages(
+def test_any_llm_failure_falls_back_to_a_quoted_answer(
     env: dict[str, str], stored: dict, monkeypatch: pytest.MonkeyPatch, pieces: list[str]
 ) -> None:
     monkeypatch.setattr("asyncrag.rag.load_llm", lambda spec: BrokenLLM(pieces))
-    result = run({**env, "ASYNCRAG_LLM": "local"}, "ask", "Who founded the cooperative?", "-k", "2")
+    generating = {**env, "ASYNCRAG_LLM": "local", "ASYNCRAG_ANSWER_MODE": "generate"}
+    result = run(generating, "ask", "Who founded the cooperative?", "-k", "2")
     assert result.exit_code == 1, result.output
     assert "no LLM answer: ImportError: accelerate is required" in result.stderr and "Traceback" not in result.stderr
     assert result.stdout.startswith("".join(pieces))
-    assert "[1] " in result.stdout and "[2] " in result.stdout  # the passages and their citations
+    assert "“" in result.stdout and "[1] " in result.stdout and "[2] " in result.stdout  # a quote, the citations
 
-    as_json = run({**env, "ASYNCRAG_LLM": "local"}, "ask", "Who founded the cooperative?", "-k", "2", "--json")
+    as_json = run(generating, "ask", "Who founded the cooperative?", "-k", "2", "--json")
     assert as_json.exit_code == 1
     answer = json.loads(as_json.stdout)
     assert answer["llm"] == {"ok": False, "model": None, "error": answer["llm"]["error"]}
     assert answer["llm"]["error"].startswith("ImportError: accelerate is required")
-    assert answer["answer"].startswith("[1] ") and len(answer["sources"]) == 2
+    assert answer["method"] == "extracted" and answer["cited"] and len(answer["sources"]) == 2
 
 
 async def test_the_library_owns_the_fallback(env: dict[str, str], stored: dict, hash_embedder: HashEmbedder) -> None:
@@ -305,7 +306,7 @@ async def test_the_library_owns_the_fallback(env: dict[str, str], stored: dict, 
         answer = await rag.ask("Who founded the cooperative?", k=1, on_token=tokens.append)
     assert tokens == ["half"]
     assert answer.llm is None and answer.llm_error and answer.llm_error.startswith("ImportError")
-    assert answer.answer.startswith("[1] ") and answer.answer.endswith(answer.sources[0].text.strip())
+    assert answer.method == "extracted" and answer.cited == [1] and "“" in answer.answer
 
 
 # -- 7. ~, -k 0, an empty question ---------------------------------------------------------------------

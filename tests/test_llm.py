@@ -186,7 +186,7 @@ def test_openai_server_error_falls_back_to_passages(openai_server: FakeOpenAI, c
     assert isinstance(result.exception, SystemExit)
     assert "no LLM answer:" in result.stderr and "missing-model" in result.stderr and "OPENAI_BASE_URL" in result.stderr
     assert "Traceback" not in result.stderr
-    assert result.stdout.startswith("[1] ") and "1987" in result.stdout  # the passage itself
+    assert result.stdout.startswith("“") and "1987" in result.stdout  # quoted from the passage
 
 
 def test_openai_server_not_listening_falls_back_to_passages(
@@ -197,7 +197,7 @@ def test_openai_server_not_listening_falls_back_to_passages(
     assert result.exit_code == 1, result.output
     assert "no LLM answer:" in result.stderr and "APIConnectionError" in result.stderr
     answer = json.loads(result.stdout)
-    assert answer["answer"].startswith("[1] ") and len(answer["sources"]) == 1
+    assert answer["answer"].startswith("“") and answer["cited"] == [1] and len(answer["sources"]) == 1
     assert answer["llm"]["ok"] is False and "APIConnectionError" in answer["llm"]["error"]
 
 
@@ -360,7 +360,7 @@ def test_blocking_rag_answers_and_close_stops_its_thread(corpus_db: str, embedde
     assert loop_threads() == []
     rag.close()  # closing twice does nothing
     assert len(hits) == 2 and hits[0].source.endswith("about.md")
-    assert answer.answer.startswith("[1] ") and "1987" in answer.answer
+    assert answer.method == "extracted" and answer.cited == [1] and "1987" in answer.answer
     assert stats.documents == 4 and stats.chunks >= 4 and names == ["corpus"]
 
 

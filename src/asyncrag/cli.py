@@ -1,7 +1,7 @@
 """The `asyncrag` command: a thin layer over `AsyncRAG`.
 
-Exit codes: 0 done; 1 done in part (some files failed; the LLM failed and the answer is the
-retrieved passages); 2 a user's error (bad setting, missing collection, Milvus unreachable, ...),
+Exit codes: 0 done; 1 done in part (some files failed; the LLM failed or its answer failed the
+checks, and the answer quotes the sources); 2 a user's error (bad setting, missing collection, Milvus unreachable, ...),
 one line on stderr; 3 a bug (an unexpected error; `--debug` shows the traceback).
 """
 
@@ -249,50 +249,137 @@ def search(
         _print_sources(sources)
 
 
+AnswerModeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--answer",
+        help="extract: quote the sentences that answer | generate: the LLM writes it, checked | "
+        "auto: generate with openai: models, else extract [env: ASYNCRAG_ANSWER_MODE]",
+    ),
+]
+LlmOpt = Annotated[
+    str | None, typer.Option(help="local | llamacpp | transformers | openai:MODEL | none [env: ASYNCRAG_LLM]")
+]
+NoLlm = Annotated[bool, typer.Option("--no-llm", help="Never load an LLM: quote the sources")]
+
+
+class _Stream:
+    """Prints an LLM's tokens as they come, and remembers whether any were printed."""
+
+    def __init__(self) -> None:
+        self.printed = False
+
+    def __call__(self, piece: str) -> None:
+        self.printed = True
+        out.print(piece, end="", markup=False, highlight=False)
+
+
+def _notice(answer: Answer, stream: _Stream) -> None:
+    if answer.llm_error:
+        if stream.printed:
+            out.print()
+        err.print(f"[yellow]no LLM answer:[/yellow] {escape(answer.llm_error)}", highlight=False)
+        err.print("Quoting the sources instead.")
+
+
+def _show_answer(answer: Answer, stream: _Stream) -> None:
+    """The answer (unless its tokens were streamed), a notice when the LLM's was set aside, the sources."""
+    _notice(answer, stream)
+    if answer.method != "generated":
+        out.print(answer.answer, markup=False, highlight=False)
+    out.print("\n" if answer.method == "generated" else "")
+    for line in citations(answer.sources):
+        out.print(line, markup=False, highlight=False)
+
+
+def _answer_flags(flags: dict[str, Any], llm: str | None, no_llm: bool, answer_mode: str | None) -> dict[str, Any]:
+    return {**flags, "llm": "none" if no_llm else llm, "answer_mode": answer_mode}
+
+
 @app.command()
 def ask(
     question: str,
     k: TopK = None,
     filter: Filter = "",
     mode: Mode = None,
-    llm: Annotated[
-        str | None, typer.Option(help="local | llamacpp | transformers | openai:MODEL | none [env: ASYNCRAG_LLM]")
-    ] = None,
-    no_llm: Annotated[bool, typer.Option("--no-llm", help="Answer with the retrieved passages only")] = False,
+    answer_mode: AnswerModeOpt = None,
+    llm: LlmOpt = None,
+    no_llm: NoLlm = False,
     collection: Collection = None,
     uri: Uri = None,
     token: Token = None,
     json_out: Json = False,
 ) -> None:
-    """Answer QUESTION from the collection, streaming, with numbered citations.
+    """Answer QUESTION from the collection with numbered citations [n].
 
-    If the LLM cannot load or fails, the answer is the retrieved passages, with the reason on
-    stderr (and in --json's "llm"), and the exit code is 1.
+    By default the answer quotes the sentences of the sources that answer it; with --answer generate
+    (or an openai: LLM) the LLM writes it, streaming, and an answer that cites nothing, repeats
+    itself or says what its sources do not is replaced by the quoted one, with the reason on stderr
+    (and in --json's "llm") and exit code 1.
+
+      asyncrag ask "What does json.loads raise on invalid input?"
+      asyncrag ask "Summarise the risk factors" --llm openai:gpt-4o-mini -k 8
     """
-    printed: list[str] = []
-
-    def show(piece: str) -> None:
-        printed.append(piece)
-        out.print(piece, end="", markup=False, highlight=False)
-
-    flags = {"collection": collection, "uri": uri, "token": token, "search_mode": mode}
-    flags["llm"] = "none" if no_llm else llm
-    answer: Answer = _run(flags, lambda rag: rag.ask(question, k, filter, on_token=None if json_out else show))
-    if answer.llm_error:
-        if printed:
-            out.print()
-        err.print(f"[yellow]no LLM answer:[/yellow] {escape(answer.llm_error)}", highlight=False)
-        err.print("Answering with the retrieved passages only.")
+    stream = _Stream()
+    flags = _answer_flags(
+        {"collection": collection, "uri": uri, "token": token, "search_mode": mode}, llm, no_llm, answer_mode
+    )
+    answer: Answer = _run(flags, lambda rag: rag.ask(question, k, filter, on_token=None if json_out else stream))
     if json_out:
+        _notice(answer, stream)
         out.print_json(json.dumps(answer.to_dict()))
     else:
-        if answer.llm is None:
-            out.print(answer.answer, markup=False, highlight=False)
-        out.print("\n" if answer.llm else "")
-        for line in citations(answer.sources):
-            out.print(line, markup=False, highlight=False)
+        _show_answer(answer, stream)
     if answer.llm_error:
         raise typer.Exit(1)
+
+
+@app.command()
+def chat(
+    k: TopK = None,
+    filter: Filter = "",
+    mode: Mode = None,
+    answer_mode: AnswerModeOpt = None,
+    llm: LlmOpt = None,
+    no_llm: NoLlm = False,
+    collection: Collection = None,
+    uri: Uri = None,
+    token: Token = None,
+) -> None:
+    """A conversation: one question a line (from the terminal or a pipe), until an empty line or EOF.
+
+    A follow-up that points back ("Does its input need to be sorted?") is searched together with
+    the earlier questions; the query searched is shown when it differs from the question.
+
+      asyncrag chat
+      printf 'What does itertools.groupby do?\nDoes its input need to be sorted?\n' | asyncrag chat
+    """
+    flags = _answer_flags(
+        {"collection": collection, "uri": uri, "token": token, "search_mode": mode}, llm, no_llm, answer_mode
+    )
+    interactive = sys.stdin.isatty()
+
+    async def converse(rag: AsyncRAG) -> None:
+        history: list[str] = []
+        while True:
+            try:
+                line = await asyncio.to_thread(input, "? " if interactive else "")
+            except EOFError:
+                return
+            question = line.strip()
+            if not question:
+                return
+            if not interactive:
+                out.print(f"? {question}", markup=False, highlight=False)
+            stream = _Stream()
+            answer = await rag.ask(question, k, filter, on_token=stream, history=history)
+            if answer.query:
+                err.print(f"[dim]searched: {escape(answer.query)}[/dim]", highlight=False)
+            _show_answer(answer, stream)
+            out.print()
+            history.append(question)
+
+    _run(flags, converse)
 
 
 @app.command()
@@ -378,24 +465,57 @@ def eval_cmd(
     k: Annotated[int, typer.Option("-k", "--top-k", help="How many chunks count (hit@k, MRR, nDCG@k)")] = 5,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON here")] = None,
     chart: Annotated[Path | None, typer.Option(help="Write a PNG chart comparing the modes here")] = None,
+    answers: Annotated[
+        bool, typer.Option("--answers", help="Also ask each question and score the answers (correct, cited, time)")
+    ] = False,
+    answer_mode: AnswerModeOpt = None,
+    llm: LlmOpt = None,
     collection: Collection = None,
     uri: Uri = None,
     token: Token = None,
 ) -> None:
-    """Measure retrieval on QA_FILE: hit@k, MRR, nDCG@k and latency per mode, and the questions missed."""
+    """Measure retrieval on QA_FILE: hit@k, MRR, nDCG@k and latency per mode, and the questions missed;
+    with --answers, the answers too: correct (an expected phrase present), cited, cited to a relevant
+    source, and seconds per answer (asked with the default top-k and search mode).
 
-    async def work(rag: AsyncRAG) -> evaluate.Report:
+      asyncrag eval examples/eval/python-doc.jsonl --answers --json report.json
+    """
+
+    async def work(rag: AsyncRAG) -> tuple[evaluate.Report, evaluate.AnswerReport | None]:
         modes = evaluate.parse_modes(mode)
         questions = evaluate.load_questions(qa_file)
         report = await evaluate.evaluate(lambda q, k_, m: rag.search(q, k_, mode=m), questions, modes, k)
         if chart is not None:
             evaluate.write_chart(report, chart)
-        return report
+        if not answers:
+            return report, None
+        return report, await evaluate.evaluate_answers(lambda q: rag.ask(q.question, history=q.history), questions)
 
-    report = _run({"collection": collection, "uri": uri, "token": token}, work)
+    flags = {"collection": collection, "uri": uri, "token": token, "llm": llm, "answer_mode": answer_mode}
+    report, answered = _run(flags, work)
     if json_path is not None:
-        json_path.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        data = {**report.to_dict(), "answers": answered.to_dict() if answered else None}
+        json_path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     _print_eval(report)
+    if answered:
+        _print_answers(answered)
+
+
+def _print_answers(report: evaluate.AnswerReport) -> None:
+    """Answers overall and by kind, then each answer that was wrong or cited no relevant source."""
+    table = Table("questions", "kind", "correct", "cited", "cited relevant", title="answers")
+    for kind, s in [("all", report.scores), *report.by_kind.items()]:
+        table.add_row(str(s.questions), kind, f"{s.correct:.3f}", f"{s.cited:.3f}", f"{s.cited_relevant:.3f}")
+    out.print(table)
+    out.print(f"seconds per answer: p50 {report.latency_s(50):.2f}, p95 {report.latency_s(95):.2f}")
+    if report.wrong:
+        wrong = Table("question", "correct", "cited relevant", "answer", title="answers not right or not cited right")
+        for column in wrong.columns:
+            column.overflow = "fold"
+        for o in report.wrong:
+            wrong.add_row(escape(o.question), "yes" if o.correct else "no", "yes" if o.cited_relevant else "no",
+                          escape(o.answer[:300]))
+        out.print(wrong)
 
 
 def _print_eval(report: evaluate.Report) -> None:

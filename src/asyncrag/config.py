@@ -30,6 +30,7 @@ PositiveInt = Annotated[int, Field(ge=1)]
 TOP_K_MAX = 1000  # the one limit for every caller (library, CLI, HTTP API): evaluations rank deep lists
 SearchMode = Literal["auto", "dense", "sparse", "hybrid"]
 SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
+AnswerMode = Literal["auto", "extract", "generate"]
 
 
 def config_file() -> Path | None:
@@ -66,6 +67,10 @@ class Settings(BaseSettings):
 
     # "local" (llama.cpp if installed, else transformers), "llamacpp", "transformers", "openai:MODEL", "none".
     llm: str = "local"
+    # "extract": quote the sentences that answer, cited [n] (query/extract.py); "generate": the LLM
+    # writes the answer, checked before it is shown (query/check.py); "auto": generate with an
+    # openai: model, extract otherwise (the bundled model's answers were wrong: docs/architecture.md, "Answers").
+    answer_mode: AnswerMode = "auto"
     max_answer_tokens: int = Field(200, ge=1, le=32768)
     top_k: int = Field(3, ge=1, le=TOP_K_MAX)  # small local LLMs answer best from few sources
     # "auto": hybrid (dense + BM25, fused) where the collection has a BM25 field, else dense.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, ParamSpec, TypedDict, TypeVar, Unpack
@@ -25,7 +25,9 @@ from asyncrag.errors import AsyncRAGError, ConfigError, StoreError, milvus_error
 from asyncrag.ingest.chunk import ChunkSpec, chunk_spec_for
 from asyncrag.ingest.pipeline import Limits, Options, Progress, delete_documents, ingest
 from asyncrag.llm import ChatModel, load_llm
-from asyncrag.query.answer import retrieval_only, stream_answer
+from asyncrag.query import answer
+from asyncrag.query.answer import OnToken
+from asyncrag.query.condense import condense
 from asyncrag.query.retrieve import Retriever
 from asyncrag.results import Answer, CollectionStats, DocumentInfo, IngestReport, Source
 from asyncrag.store import milvus, reindex
@@ -36,7 +38,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 P = ParamSpec("P")
 _UNSET: Any = object()
-OnToken = Callable[[str], None]  # hears each piece of an answer as the LLM streams it
 
 
 class IngestOptions(TypedDict, total=False):
@@ -128,6 +129,12 @@ class AsyncRAG:
             self._llm = await asyncio.to_thread(load_llm, self.settings.llm)
         return self._llm
 
+    def _small_llm(self) -> bool:
+        """Whether the LLM is the bundled one or none (known before it loads: loading takes seconds)."""
+        if self._llm is _UNSET:
+            return not self.settings.llm.startswith("openai:")
+        return self._llm is None or bool(getattr(self._llm, "bundled", False))
+
     async def chunk_spec(self) -> ChunkSpec:
         e = await self.embedder()
         s = self.settings
@@ -182,7 +189,7 @@ class AsyncRAG:
 
         `filter` is a Milvus boolean expression over the stored metadata, e.g. `file_name == "a.pdf"`.
         `mode` (default: the `search_mode` setting): "dense" (embeddings), "sparse" (BM25), "hybrid"
-        (both: a weighted sum of their normalised scores, dense weighing more; store/milvus.py `HYBRID_WEIGHTS`),
+        (both, each list normalised against itself and fused: store/fusion.py),
         or "auto" (hybrid where the collection has BM25).
         Concurrent searches share embedding batches and Milvus requests. Raises StoreError for a
         missing collection or an invalid filter, ConfigError for an empty question or k < 1.
@@ -201,29 +208,35 @@ class AsyncRAG:
     @_milvus_errors
     async def ask(
         self, question: str, k: int | None = None, filter: str = "", on_token: OnToken | None = None,
-        mode: SearchMode | None = None,
+        mode: SearchMode | None = None, history: Sequence[str] = (),
     ) -> Answer:
-        """Answer `question` from the `k` best chunks, streaming tokens to `on_token`.
+        """Answer `question` from the `k` best chunks, citing them as [n].
 
-        If the LLM is "none", cannot load, or fails while answering, the answer is the retrieved
-        passages themselves and `Answer.llm_error` says why (None when the LLM answered or was
-        switched off).
+        `history` is the conversation's earlier user turns, oldest first: a follow-up that points
+        back ("does it ...?") is searched together with them (query/condense.py). The answer is
+        quoted from the sources, or written by the LLM when the `answer_mode` setting says so
+        (query/answer.py); an LLM's tokens stream to `on_token`. If the LLM cannot load, fails,
+        or its answer fails the checks, the quoted answer replaces it and `Answer.llm_error` says why.
         """
-        sources = await self.search(question, k, filter, mode)
+        query = condense(question, history)
+        sources = await self.search(query, k, filter, mode)
+        embedder = await self.embedder()
+        asked = query if query != question else None
+        if not answer.generates(self.settings.answer_mode, self._small_llm()):
+            return await answer.extracted(question, sources, embedder, asked)
         try:
             llm = await self.llm()
-            if llm is None:
-                return Answer(retrieval_only(sources), sources)
-            pieces = []
-            async for piece in stream_answer(llm, question, sources, self.settings.max_answer_tokens):
-                pieces.append(piece)
-                if on_token:
-                    on_token(piece)
-        except Exception as e:  # noqa: BLE001 - any LLM failure still leaves the user the passages
-            reason = str(e) if isinstance(e, AsyncRAGError) else f"{type(e).__name__}: {e}"
-            log.warning("the LLM failed; answering with the retrieved passages: %s", reason)
-            return Answer(retrieval_only(sources), sources, llm_error=reason)
-        return Answer("".join(pieces).strip(), sources, llm=llm.name)
+        except AsyncRAGError as e:
+            log.warning("no LLM; quoting the sources instead: %s", e)
+            return await answer.extracted(question, sources, embedder, asked, llm_error=str(e))
+        if llm is None:
+            return await answer.extracted(question, sources, embedder, asked)
+        found = await answer.generated(
+            llm, question, sources, embedder, self.settings.max_answer_tokens, on_token, asked
+        )
+        if found.llm_error:
+            log.warning("%s", found.llm_error)
+        return found
 
     @_milvus_errors
     async def reindex(self) -> int | None:
@@ -297,14 +310,14 @@ class RAG:
 
     def ask(
         self, question: str, k: int | None = None, filter: str = "", on_token: OnToken | None = None,
-        mode: SearchMode | None = None,
+        mode: SearchMode | None = None, history: Sequence[str] = (),
     ) -> Answer:
         """`AsyncRAG.ask`, blocking until the answer is complete.
 
         `on_token` is called with each token as it arrives, on the event loop's thread, not the
         caller's: the caller is blocked in this call meanwhile, so printing or appending is safe.
         """
-        answer: Answer = self._portal.call(self.rag.ask, question, k, filter, on_token, mode)
+        answer: Answer = self._portal.call(self.rag.ask, question, k, filter, on_token, mode, history)
         return answer
 
     def reindex(self) -> int | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -41,14 +41,18 @@ class Source:
 class Answer:
     """An answer and the sources it may cite as [1], [2], ...
 
-    `llm` names the model that wrote it; None means the answer is the retrieved passages
-    themselves, because no LLM was wanted or because it failed (`llm_error` says why).
+    `method` is "generated" (by the LLM `llm`, and checked), "extracted" (sentences quoted from the
+    sources: the default with the bundled model, and what replaces an LLM answer that failed or
+    failed its checks; `llm_error` then says why) or "none" (nothing was found). `query` is what
+    was searched: the question, or a follow-up made standalone with the conversation's earlier turns.
     """
 
     answer: str
     sources: list[Source]
     llm: str | None = None
     llm_error: str | None = None
+    method: Literal["generated", "extracted", "none"] = "extracted"
+    query: str | None = None
 
     @property
     def cited(self) -> list[int]:
@@ -65,6 +69,8 @@ class Answer:
             "answer": self.answer,
             "cited": self.cited,
             "sources": [s.to_dict() for s in self.sources],
+            "method": self.method,
+            "query": self.query,
             "llm": {"ok": self.llm_error is None, "model": self.llm, "error": self.llm_error},
         }
 

@@ -1,7 +1,8 @@
 """`POST /v1/chat/completions` in OpenAI's format, so existing chat clients can ask asyncrag.
 
-The last user message is the question; the answer cites the collection's passages as [1], [2], ...
-and lists them at its end (and, as an extra field, in `sources`). Other request fields
+The last user message is the question, the earlier user messages its history: a follow-up that
+points back is searched together with them (query/condense.py). The answer cites the collection's
+passages as [1], [2], ... and lists them at its end (and, as an extra field, in `sources`). Other request fields
 (temperature, ...) are accepted and ignored: the server's settings decide.
 """
 
@@ -50,13 +51,14 @@ class ChatRequest(BaseModel):
     stream: bool = False
 
 
-def _question(body: ChatRequest) -> str:
-    question = next((msg.text() for msg in reversed(body.messages) if msg.role == "user"), "").strip()
-    if not question:
+def _question(body: ChatRequest) -> tuple[str, list[str]]:
+    """The last user message, and the user messages before it (the conversation's history)."""
+    asked = [text for msg in body.messages if msg.role == "user" and (text := msg.text().strip())]
+    if not asked:
         raise ApiError(400, "invalid_request", "no user message with text: the last user message is the question")
-    if len(question) > m.QUERY_MAX_CHARS:
+    if len(asked[-1]) > m.QUERY_MAX_CHARS:
         raise ApiError(400, "invalid_request", f"the question is over {m.QUERY_MAX_CHARS} characters")
-    return question
+    return asked[-1], [turn[: m.QUERY_MAX_CHARS] for turn in asked[:-1]]
 
 
 def _footer(server: Server, sources: list[Source]) -> str:
@@ -73,8 +75,8 @@ async def models() -> dict[str, Any]:
 @router.post("/v1/chat/completions", dependencies=[Depends(require_json)], responses={400: {"model": m.ErrorResponse}})
 async def chat_completions(body: ChatRequest, server: ServerDep) -> Any:
     """Answer the last user message from the collection, in OpenAI's chat format (streaming or not)."""
-    question = _question(body)
-    items = await answer_tokens(server, question, None, "")
+    question, history = _question(body)
+    items = await answer_tokens(server, question, None, "", history=history)
     reply = _Reply(body.model)
     if body.stream:
         return StreamingResponse(reply.chunks(server, items), media_type="text/event-stream")
@@ -119,7 +121,11 @@ class _Reply:
                 streamed = True
                 yield self.chunk({"content": item})
             else:
-                text = "" if streamed else item.answer.strip()
+                text = item.answer.strip()
+                if streamed and item.method == "generated":
+                    text = ""
+                elif streamed:  # the LLM's streamed answer failed its checks: the quoted one follows
+                    text = f"\n\n({server.public(item.llm_error or '')}) From the sources: {text}"
                 yield self.chunk({"content": text + _footer(server, item.sources)})
         yield self.chunk({}, "stop")
         yield "data: [DONE]\n\n"

@@ -81,6 +81,8 @@ class Server:
             answer=a.answer,
             cited=a.cited,
             sources=[self.source_out(s) for s in a.sources],
+            method=a.method,
+            query=a.query,
             llm=m.LLMStatus(ok=a.llm_error is None, model=a.llm, error=a.llm_error and self.public(a.llm_error)),
         )
 

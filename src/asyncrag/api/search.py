@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Depends
@@ -29,12 +29,14 @@ async def ask(body: m.AskRequest, server: ServerDep) -> Any:
     """An answer from the best passages, citing them as [1], [2], ...; streamed as SSE when `stream` is true.
 
     The stream's events: `token` ({"text"}) as the answer is written, then `sources` (a list),
-    then `done` ({"answer", "cited", "llm"}: the whole answer, the [n] it cites, and whether the LLM wrote it).
+    then `done` ({"answer", "cited", "method", "llm"}: the whole answer, the [n] it cites, how it was
+    made, and the LLM's status). An LLM answer that fails its checks is replaced in `done`.
     """
     if not body.stream:
-        return server.answer_out(await server.rag.ask(body.question, body.top_k, body.filter, mode=body.mode))
+        found = await server.rag.ask(body.question, body.top_k, body.filter, mode=body.mode, history=body.history)
+        return server.answer_out(found)
     return StreamingResponse(
-        await answer_events(server, body.question, body.top_k, body.filter, body.mode),
+        await answer_events(server, body.question, body.top_k, body.filter, body.mode, body.history),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -45,10 +47,11 @@ def sse(event: str, data: Any) -> str:
 
 
 async def answer_events(
-    server: Server, question: str, top_k: int | None, filter: str, mode: SearchMode | None = None
+    server: Server, question: str, top_k: int | None, filter: str, mode: SearchMode | None = None,
+    history: Sequence[str] = (),
 ) -> AsyncIterator[str]:
     """SSE frames: `token`s, `sources`, `done` (the answer in full, and the LLM's status)."""
-    items = await answer_tokens(server, question, top_k, filter, mode)
+    items = await answer_tokens(server, question, top_k, filter, mode, history)
 
     async def frames() -> AsyncIterator[str]:
         streamed = False
@@ -58,9 +61,10 @@ async def answer_events(
                 yield sse("token", {"text": item})
                 continue
             out = server.answer_out(item)
-            if not streamed:  # no LLM: the passages are the answer, sent as one piece
+            if not streamed:  # a quoted answer: sent as one piece
                 yield sse("token", {"text": out.answer})
             yield sse("sources", [s.model_dump() for s in out.sources])
-            yield sse("done", {"answer": out.answer, "cited": out.cited, "llm": out.llm.model_dump()})
+            done = {"answer": out.answer, "cited": out.cited, "method": out.method, "llm": out.llm.model_dump()}
+            yield sse("done", done)
 
     return frames()

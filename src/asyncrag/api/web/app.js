@@ -137,10 +137,10 @@ async function ask(event) {
       } else if (name === "done") {
         renderAnswer(data.answer);
         const llm = data.llm;
-        $("llm-note").hidden = llm.model !== null;
+        $("llm-note").hidden = data.method === "generated";
         $("llm-note").textContent = llm.error
-          ? `The language model failed (${llm.error}); these are the best passages.`
-          : "No language model is configured; these are the best passages.";
+          ? `The language model's answer was not used (${llm.error}); quoted from the sources instead.`
+          : "Quoted from the sources.";
       }
     }
   } catch (error) {
