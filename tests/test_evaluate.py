@@ -16,16 +16,19 @@ from typing import Any
 
 import pytest
 from conftest import HashEmbedder, cli_environment
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from asyncrag import cli
 from asyncrag.errors import ConfigError, QAFileError
 from asyncrag.evaluate import (
+    AnswerReport,
     Expect,
     Question,
     evaluate,
     first_rank,
     hit_at_k,
+    judge,
     load_questions,
     ndcg_at_k,
     normalise,
@@ -37,7 +40,7 @@ from asyncrag.evaluate import (
 )
 from asyncrag.ingest.read import read_file, read_pdf_pages
 from asyncrag.rag import AsyncRAG
-from asyncrag.results import Source
+from asyncrag.results import Answer, Source
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "examples" / "corpus"
@@ -299,3 +302,63 @@ def test_cli_eval_user_errors_exit_2(eval_env: dict[str, str], tmp_path: Path) -
     bad_file = CliRunner().invoke(cli.app, ["eval", "bad.jsonl", "--mode", "dense"], env=eval_env)
     assert bad_file.exit_code == 2
     assert bad_file.stderr.strip() == "error: bad.jsonl:1: expect: give at least one of source, page, contains"
+
+
+# -- answers and follow-ups -----------------------------------------------------------------------
+
+
+def test_a_follow_up_is_searched_with_its_history_and_counted_as_one() -> None:
+    line = {
+        "question": "Does its input need to be sorted?",
+        "history": ["What does itertools.groupby do?"],
+        "expect": {"source": "library/itertools.html", "contains": ["sorted on the same key function"]},
+        "answer": ["sorted"],
+        "kind": "paraphrase",
+    }
+    q = Question.model_validate(line)
+    assert q.query == "What does itertools.groupby do? Does its input need to be sorted?"
+    assert q.groups == ["paraphrase", "follow-up"]
+    assert q.answered_by("“It needs to be SORTED\non the same key.” [1]") and not q.answered_by("no idea")
+    with pytest.raises(ValidationError, match="answer has an empty string"):
+        Question.model_validate({**line, "answer": [" "]})
+
+
+def test_an_answer_is_judged_on_its_phrase_and_on_what_it_cites() -> None:
+    q = Question(question="When?", expect=Expect(source="a.txt", contains=["founded in 1987"]), answer=["1987"])
+    right, wrong = Source("It was founded in 1987.", 1.0, "/x/a.txt"), Source("Tea is nice.", 0.5, "/x/b.txt")
+    cases = {
+        "“It was founded in 1987.” [2]": (True, True, True),  # right, cited, cited relevant
+        "In 1987 [1].": (True, True, False),  # the right words, citing the wrong source
+        "In 1987.": (True, False, False),
+        "Some other year [2].": (False, True, True),
+    }
+    for text, expected in cases.items():
+        o = judge(q, Answer(text, [wrong, right]), 0.1)
+        assert (o.correct, o.cited, o.cited_relevant) == expected, text
+    report = AnswerReport([judge(q, Answer(text, [wrong, right]), 0.1) for text in cases])
+    assert report.scores.correct == 0.75 and report.scores.cited_relevant == 0.5 and len(report.wrong) == 3
+    assert json.loads(json.dumps(report.to_dict()))["correct"] == 0.75
+
+
+def test_cli_eval_answers(eval_env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "qa.jsonl").write_text(
+        json.dumps({"question": "Who chairs the council?", "expect": {"contains": ["Ilse Okonkwo"]}, "kind": "lexical"})
+        + "\n"
+        + json.dumps(
+            {
+                "question": "Who is its current chair?",
+                "history": ["How is the Kestrel Valley Tea Cooperative governed?"],
+                "expect": {"source": "about.md", "contains": ["current chair"]},
+                "answer": ["Ilse Okonkwo"],
+            }
+        )
+        + "\n"
+    )
+    args = ["eval", "qa.jsonl", "--mode", "sparse", "--answers", "--json", "r.json", "--llm", "none"]
+    result = CliRunner().invoke(cli.app, args, env=eval_env)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    answers = report["answers"]
+    assert answers["questions"] == 2 and answers["cited"] == 1.0 and answers["methods"] == {"extracted": 2}
+    assert set(answers["by_kind"]) == {"lexical", "follow-up"}
+    assert "answers" in result.stdout and "seconds per answer" in result.stdout

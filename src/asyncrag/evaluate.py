@@ -1,14 +1,20 @@
-"""Retrieval quality you can measure: questions with expected passages -> hit@k, MRR, nDCG@k, latency.
+"""Quality you can measure: questions with expected passages and answers -> hit@k, MRR, nDCG@k,
+latency; with `evaluate_answers`, answers correct, cited, and cited to a relevant source.
 
 A QA file is JSONL, one question a line:
 
     {"question": "...", "expect": {"source": "uber_2021.pdf", "page": 53, "contains": ["90,415"]}, "kind": "lexical"}
+    {"question": "Does its input need to be sorted?", "history": ["What does itertools.groupby do?"],
+     "expect": {"source": "library/itertools.html", "contains": ["sorted on the same key function"]},
+     "answer": ["sorted"], "kind": "paraphrase"}
 
 A retrieved chunk is relevant when it meets every part of `expect` that is given: its file is
 `source` (by name or path suffix, so a set names files, not this machine's paths), its page is
 `page`, and its text holds any of `contains` (case and whitespace ignored, because PDF text breaks
 lines anywhere). Expectations are predicates, not chunk ids, so a set survives re-chunking and
-works on any collection that holds the files.
+works on any collection that holds the files. `history` makes the question a follow-up (its
+earlier user turns, oldest first: it is searched as `ask` would, query/condense.py); `answer` lists
+phrases any of which a correct answer holds (default: `expect.contains`).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +32,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from asyncrag.config import SEARCH_MODES, SearchMode
 from asyncrag.errors import AsyncRAGError, ConfigError, QAFileError
-from asyncrag.results import Source
+from asyncrag.query.condense import condense
+from asyncrag.results import Answer, Source
 
 MODES: tuple[SearchMode, ...] = ("dense", "sparse", "hybrid")  # compared by default; "auto" is one of them
 COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#8172b3")  # muted, told apart in grey too
 Search = Callable[[str, int, SearchMode], Awaitable[list[Source]]]  # (question, k, mode) -> best first
+Ask = Callable[["Question"], Awaitable[Answer]]
 
 
 class Expect(BaseModel):
@@ -66,6 +75,28 @@ class Question(BaseModel):
     question: str = Field(min_length=1)
     expect: Expect
     kind: Literal["lexical", "paraphrase"] | None = None
+    answer: list[str] = Field(default_factory=list)
+    history: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _phrases_say_something(self) -> Question:
+        if any(not " ".join(a.split()) for a in self.answer):
+            raise ValueError("answer has an empty string, which every answer would hold")
+        return self
+
+    @property
+    def query(self) -> str:
+        """What `ask` searches for this question: a follow-up made standalone with its history."""
+        return condense(self.question, self.history)
+
+    @property
+    def groups(self) -> list[str]:
+        """The report's groups this question counts in: its kind, and "follow-up" when it is one."""
+        return [g for g in (self.kind, "follow-up" if self.history else None) if g]
+
+    def answered_by(self, text: str) -> bool:
+        """Whether `text` holds an expected answer phrase (case and whitespace ignored)."""
+        return any(normalise(p) in normalise(text) for p in self.answer or self.expect.contains)
 
 
 def normalise(text: str) -> str:
@@ -171,6 +202,7 @@ class Outcome:
     kind: str | None
     relevant: tuple[bool, ...]  # of the chunks returned, best first
     seconds: float
+    groups: tuple[str, ...] = ()
 
     @property
     def rank(self) -> int | None:
@@ -215,8 +247,9 @@ class ModeReport:
 
     @property
     def by_kind(self) -> dict[str, Scores]:
-        kinds = sorted({o.kind for o in self.outcomes if o.kind})
-        return {kind: Scores.of([o for o in self.outcomes if o.kind == kind], self.k) for kind in kinds}
+        """Scores per kind (lexical, paraphrase) and of the follow-ups."""
+        kinds = sorted({g for o in self.outcomes for g in o.groups})
+        return {kind: Scores.of([o for o in self.outcomes if kind in o.groups], self.k) for kind in kinds}
 
     def latency_ms(self, q: float) -> float:
         return 1000 * percentile([o.seconds for o in self.outcomes], q)
@@ -255,15 +288,117 @@ async def evaluate(search: Search, questions: Sequence[Question], modes: Sequenc
     report = Report(k=k)
     for mode in modes:
         if questions:
-            await search(questions[0].question, k, mode)
+            await search(questions[0].query, k, mode)
         outcomes = []
         for q in questions:
             start = time.perf_counter()
-            found = await search(q.question, k, mode)
+            found = await search(q.query, k, mode)
             seconds = time.perf_counter() - start
-            outcomes.append(Outcome(q.question, q.kind, tuple(q.expect.matches(s) for s in found[:k]), seconds))
+            relevant = tuple(q.expect.matches(s) for s in found[:k])
+            outcomes.append(Outcome(q.question, q.kind, relevant, seconds, tuple(q.groups)))
         report.modes.append(ModeReport(mode, k, outcomes))
     return report
+
+
+# -- answers ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AnswerOutcome:
+    """One question's answer: right or not, cited or not, and whether a cited source is relevant."""
+
+    question: str
+    groups: tuple[str, ...]
+    correct: bool
+    cited: bool
+    cited_relevant: bool
+    method: str
+    seconds: float
+    answer: str
+
+
+@dataclass(frozen=True)
+class AnswerScores:
+    questions: int
+    correct: float
+    cited: float
+    cited_relevant: float
+
+    @classmethod
+    def of(cls, outcomes: Sequence[AnswerOutcome]) -> AnswerScores:
+        n = len(outcomes) or 1
+        return cls(
+            questions=len(outcomes),
+            correct=sum(o.correct for o in outcomes) / n,
+            cited=sum(o.cited for o in outcomes) / n,
+            cited_relevant=sum(o.cited_relevant for o in outcomes) / n,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "questions": self.questions,
+            "correct": round(self.correct, 4),
+            "cited": round(self.cited, 4),
+            "cited_relevant": round(self.cited_relevant, 4),
+        }
+
+
+@dataclass(frozen=True)
+class AnswerReport:
+    outcomes: list[AnswerOutcome]
+
+    @property
+    def scores(self) -> AnswerScores:
+        return AnswerScores.of(self.outcomes)
+
+    @property
+    def by_kind(self) -> dict[str, AnswerScores]:
+        kinds = sorted({g for o in self.outcomes for g in o.groups})
+        return {kind: AnswerScores.of([o for o in self.outcomes if kind in o.groups]) for kind in kinds}
+
+    def latency_s(self, q: float) -> float:
+        return percentile([o.seconds for o in self.outcomes], q)
+
+    @property
+    def wrong(self) -> list[AnswerOutcome]:
+        return [o for o in self.outcomes if not (o.correct and o.cited_relevant)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.scores.to_dict(),
+            "p50_s": round(self.latency_s(50), 3),
+            "p95_s": round(self.latency_s(95), 3),
+            "by_kind": {kind: s.to_dict() for kind, s in self.by_kind.items()},
+            "methods": dict(sorted(Counter(o.method for o in self.outcomes).items())),
+            "wrong": [
+                {"question": o.question, "correct": o.correct, "cited_relevant": o.cited_relevant, "answer": o.answer}
+                for o in self.wrong
+            ],
+        }
+
+
+def judge(q: Question, answer: Answer, seconds: float) -> AnswerOutcome:
+    cited = [answer.sources[n - 1] for n in answer.cited]
+    return AnswerOutcome(
+        question=q.question,
+        groups=tuple(q.groups),
+        correct=q.answered_by(answer.answer),
+        cited=bool(cited),
+        cited_relevant=any(q.expect.matches(s) for s in cited),
+        method=answer.method,
+        seconds=seconds,
+        answer=answer.answer,
+    )
+
+
+async def evaluate_answers(ask: Ask, questions: Sequence[Question]) -> AnswerReport:
+    """Each question asked alone (with its history), in turn, so a latency is one answer's."""
+    outcomes = []
+    for q in questions:
+        start = time.perf_counter()
+        answer = await ask(q)
+        outcomes.append(judge(q, answer, time.perf_counter() - start))
+    return AnswerReport(outcomes)
 
 
 def write_chart(report: Report, path: Path) -> None:
