@@ -67,8 +67,11 @@ def test_sources_that_do_not_answer_are_said_not_to(embedder: LocalEmbedder) -> 
     assert not found.found and found.answer.startswith(NOT_FOUND) and "[" in found.answer
 
 
-def test_no_sentences_at_all() -> None:
-    assert extract("anything?", [Source("```\ncode only\n```", 0.1, "c.md")], embedder=None).answer == NOT_FOUND  # type: ignore[arg-type]
+def test_without_a_whole_sentence_the_best_passage_is_quoted_and_cited() -> None:
+    table = Source("| Revenue | 2021 | 17,455 |\n| Net loss | 2021 | (496) |", 0.1, "r.pdf", page=3)
+    found = extract("What was the revenue?", [table], embedder=None)  # type: ignore[arg-type]  # nothing to embed
+    assert not found.found and "17,455" in found.answer and found.answer.endswith("[1]")
+    assert extract("anything?", [], embedder=None).answer == NOT_FOUND  # type: ignore[arg-type]
 
 
 # -- checks on an LLM's answer ----------------------------------------------------------------

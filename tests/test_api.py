@@ -546,3 +546,28 @@ async def test_documents_listed_even_when_their_ids_broke_the_paging(tmp_path: P
         listed = await client.get("/v1/documents")
     assert listed.status_code == 200
     assert sorted(d["id"] for d in listed.json()["documents"]) == sorted(f"~paging/{n}" for n in PAGING_NAMES)
+
+
+async def test_a_follow_up_is_answered_with_its_conversation(tmp_path: Path, embedder) -> None:
+    """/v1/ask's `history` and chat's earlier user messages: a follow-up that points back is searched with them."""
+    settings = settings_for(str(tmp_path / "milvus.db"))
+    await ingest_corpus(settings, embedder)
+    async with serving(settings, embedder, "none", upload_dir=tmp_path / "up") as (app, client):
+        first = "How is the Kestrel Valley Tea Cooperative governed?"
+        body = (await client.post("/v1/ask", json={"question": "Who chairs its council?", "history": [first]})).json()
+        assert body["query"] == f"{first} Who chairs its council?" and body["method"] == "extracted"
+        assert "Ilse Okonkwo" in body["answer"] and body["cited"]
+        alone = (await client.post("/v1/ask", json={"question": "Who chairs its council?"})).json()
+        assert alone["query"] is None
+        too_long = await client.post("/v1/ask", json={"question": "q", "history": ["x" * 5000]})
+        assert error_of(too_long, 422).startswith("history.0: ")
+        async with openai_client(app) as ai:
+            reply = await ai.chat.completions.create(
+                model="asyncrag",
+                messages=[
+                    {"role": "user", "content": first},
+                    {"role": "assistant", "content": "A council of seven [1]."},
+                    {"role": "user", "content": [{"type": "text", "text": "Who chairs its council?"}]},
+                ],
+            )
+    assert "Ilse Okonkwo" in (reply.choices[0].message.content or "")

@@ -49,12 +49,11 @@ def generates(mode: AnswerMode, small_llm: bool) -> bool:
 async def extracted(
     question: str, sources: list[Source], embedder: Embedder, query: str | None = None, llm_error: str | None = None
 ) -> Answer:
-    """The sentences of `sources` that best answer `question`. A follow-up's sources were found with
-    its standalone `query`; its sentences are chosen by the question itself, not by the earlier
-    turns, whose topic every source shares."""
+    """The sentences of `sources` that best answer `question`; a follow-up's by its words and by
+    its standalone `query` together (the earlier turns alone would pick the topic's first sentence)."""
     if not sources:
         return Answer(NOTHING_FOUND, sources, method="none", query=query, llm_error=llm_error)
-    found = await asyncio.to_thread(extract, question, sources, embedder)
+    found = await asyncio.to_thread(extract, question, sources, embedder, query)
     return Answer(found.answer, sources, method="extracted", query=query, llm_error=llm_error)
 
 
