@@ -13,7 +13,7 @@ from asyncrag.query import check
 from asyncrag.query.condense import condense
 from asyncrag.query.extract import NOT_FOUND, extract, split_sentences
 from asyncrag.rag import AsyncRAG
-from asyncrag.results import Source
+from asyncrag.results import Answer, Source
 
 CORPUS = Path(__file__).resolve().parents[1] / "examples" / "corpus"
 FOUNDING = (
@@ -169,3 +169,12 @@ async def test_ask_with_history_searches_the_condensed_question(corpus: str, emb
         answer = await rag.ask("Who chairs its council?", k=3, history=["What is the Kestrel Valley Tea Cooperative?"])
     assert answer.query == "What is the Kestrel Valley Tea Cooperative? Who chairs its council?"
     assert "Ilse Okonkwo" in answer.answer
+
+
+def test_a_documents_own_reference_numbers_are_not_citations(embedder: LocalEmbedder) -> None:
+    """A paper's "as shown in [2]" is quoted verbatim; only the [n] after the quotation cites."""
+    paper = Source("Attention costs grow with the square of the sequence length, as shown in [2].", 0.9, "p.md")
+    other = Source("Tea is grown on the eastern slope of the valley.", 0.1, "t.md")
+    found = extract("How does the cost of attention grow?", [paper, other], embedder)
+    answer = Answer(found.answer, [paper, other])
+    assert "as shown in [2].”" in answer.answer and answer.cited == [1]

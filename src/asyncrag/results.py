@@ -59,9 +59,10 @@ class Answer:
         """The source numbers (sorted) that the answer cites as [n] and that are among its sources.
 
         A small LLM may write [7] with three sources; such a number cites nothing and is left
-        out, so each number here maps to `sources[n - 1]`.
+        out, so each number here maps to `sources[n - 1]`. Inside a quotation (“...”) a [2] is the
+        quoted document's own reference, not a citation.
         """
-        numbers = (int(n) for n in re.findall(r"\[(\d{1,4})\]", self.answer))
+        numbers = (int(n) for n in re.findall(r"\[(\d{1,4})\]", re.sub(r"“[^”]*”", "", self.answer)))
         return sorted({n for n in numbers if 1 <= n <= len(self.sources)})
 
     def to_dict(self) -> dict[str, Any]:

@@ -90,9 +90,16 @@ function citeButton(n) {
 function renderAnswer(text) {
   const box = $("answer");
   box.replaceChildren();
-  for (const part of text.split(/(\[\d+\])/)) {
-    const n = Number((part.match(/^\[(\d+)\]$/) || [])[1]);
-    box.append(n >= 1 && n <= currentSources.length ? citeButton(n) : document.createTextNode(part));
+  // A quotation (“...”) is the document's own words: a [2] inside it is not a citation.
+  for (const piece of text.split(/(“[^”]*”)/)) {
+    if (piece.startsWith("“")) {
+      box.append(document.createTextNode(piece));
+      continue;
+    }
+    for (const part of piece.split(/(\[\d+\])/)) {
+      const n = Number((part.match(/^\[(\d+)\]$/) || [])[1]);
+      box.append(n >= 1 && n <= currentSources.length ? citeButton(n) : document.createTextNode(part));
+    }
   }
 }
 
