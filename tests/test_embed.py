@@ -96,3 +96,38 @@ def test_importing_asyncrag_leaves_the_environment_alone() -> None:
     env["PYTHONPATH"] = str(Path(asyncrag.__file__).parents[1])  # this checkout's asyncrag, in a fresh interpreter
     out = subprocess.run([sys.executable, "-c", ENV_AFTER_IMPORTS], env=env, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.splitlines()[-1]) == {"changed": {}}
+
+
+def test_a_run_with_nothing_to_embed_never_loads_the_weights(tmp_path: Path) -> None:
+    """The identity, dimension, window and tokenizer come from the model's files (issue 18)."""
+    import asyncio
+
+    from asyncrag.embed.local import load_minilm, read_card
+    from asyncrag.rag import AsyncRAG
+
+    corpus = Path(__file__).resolve().parents[1] / "examples" / "corpus"
+
+    async def ingest(embedder: LocalEmbedder) -> str:
+        async with AsyncRAG(embedder=embedder, uri=str(tmp_path / "m.db"), collection="c", llm="none") as rag:
+            report = await rag.ingest([corpus])
+        return ",".join(f"{n} {s}" for s, n in report.counts().items() if n)
+
+    first, second = load_minilm(), load_minilm()
+    assert not first.loaded and (first.dim, first.max_tokens) == (384, 256) == read_card(first.path)
+    assert asyncio.run(ingest(first)) == "4 added" and first.loaded
+    assert (first.dim, first.max_tokens) == (first.model.get_embedding_dimension(), first.model.max_seq_length)
+    assert asyncio.run(ingest(second)) == "4 unchanged" and not second.loaded
+    assert second.identity == first.identity
+
+
+def test_a_folder_whose_files_do_not_say_loads_at_once(tmp_path: Path, embedder: LocalEmbedder) -> None:
+    import shutil
+
+    from asyncrag.embed.local import read_card
+
+    folder = tmp_path / "model"
+    shutil.copytree(embedder.path, folder)
+    (folder / "sentence_bert_config.json").unlink()
+    assert read_card(folder) is None
+    eager = LocalEmbedder(folder, workers=1)
+    assert eager.loaded and eager.dim == 384

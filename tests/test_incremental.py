@@ -474,3 +474,22 @@ async def test_a_server_that_goes_down_stops_the_run_in_bounded_time_and_the_rer
         assert set(chunks(server.uri)) == expected
     finally:
         server.stop()
+
+
+async def test_a_files_seconds_are_its_own(tmp_path: Path, uri: str) -> None:
+    """--report's seconds per file: from when the parser took it up to when it was finished (issue 18)."""
+
+    class Slow(CountingEmbedder):
+        def embed(self, texts: list[str]) -> list[list[float]]:
+            time.sleep(0.05 * len(texts))  # the run takes a while; no single small file does
+            return super().embed(texts)
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i in range(6):
+        (folder / f"f{i}.txt").write_text(f"Document {i}. " + "Tea and more tea. " * 20)
+    report = await ingest(uri, Slow(), [folder])
+    assert report.ok and len(report.documents) == 6
+    seconds = sorted(d.seconds for d in report.documents)
+    assert all(0 < s < report.seconds for s in seconds), (seconds, report.seconds)
+    assert seconds[0] < 0.75 * report.seconds  # not the whole run's, as it was

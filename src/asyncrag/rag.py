@@ -100,9 +100,9 @@ class AsyncRAG:
     # -- parts, loaded on first use ------------------------------------------------------
 
     async def embedder(self) -> Embedder:
-        """The embedding model (loaded on first use, off the event loop)."""
+        """The embedding model, made on first use off the event loop (a local model's weights load
+        on its first `embed`: a run with nothing to embed never loads them)."""
         if self._embedder is None:
-            log.info("loading the embedding model (%s)", self.settings.embed_model)
             self._embedder = await asyncio.to_thread(load_embedder, self.settings.embed_model)
         return self._embedder
 

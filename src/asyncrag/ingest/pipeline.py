@@ -163,7 +163,8 @@ class _Doc:
     chunks_pending: int = 0
     chunks_written: int = 0
     error: str | None = None
-    started: float = field(default_factory=time.perf_counter)
+    started: float | None = None  # when the parser took it up, and when it was finished or failed:
+    ended: float | None = None  # a file's own seconds in the report, not the whole run's
     marked: asyncio.Future[None] | None = None  # the manifest says "writing" (before the first write)
     finished: bool = False
 
@@ -230,6 +231,7 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         async with asyncio.TaskGroup() as parsing:  # the end of the input is sent once every unit is parsed
             for doc in docs:
+                doc.started = time.perf_counter()
                 whole = Unit(doc.found.path, str(doc.found.path), doc.found.doc_id, doc.version)
                 try:
                     units = await loop.run_in_executor(
@@ -431,6 +433,7 @@ class Pipeline:
         return self.docs[node.ref_doc_id or ""]
 
     def _progress(self, doc: _Doc) -> None:
+        doc.ended = time.perf_counter()
         self.done += 1
         if self.on_progress:
             self.on_progress(self.done, self.total, self.chunks)
@@ -507,7 +510,8 @@ async def ingest(
         for doc in todo:
             if doc.finished or doc.error:
                 status = Status.FAILED if doc.error else (Status.UPDATED if doc.record else Status.ADDED)
-                seconds = time.perf_counter() - doc.started
+                now = time.perf_counter()
+                seconds = (doc.ended or now) - (doc.started or now)
                 path, doc_id = str(doc.found.path), doc.found.doc_id
                 reports.append(FileReport(path, doc_id, status, doc.chunks_written, seconds, doc.error))
     if options.prune:
