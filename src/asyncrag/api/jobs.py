@@ -14,6 +14,7 @@ import logging
 import re
 import secrets
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,10 @@ class Jobs:
         try:
             async with self._one_at_a_time:
                 job.status = "running"
-                report = await self.rag.ingest(list(paths), on_progress=lambda *p: _progress(job, *p))
+                started = time.perf_counter()
+                report = await self.rag.ingest(
+                    list(paths), on_progress=lambda *p: _progress(job, time.perf_counter() - started, *p)
+                )
         except AsyncRAGError as e:
             job.status, job.error = "failed", self.public(str(e))
         except Exception:
@@ -86,6 +90,7 @@ class Jobs:
             job.status = "done"
             job.report = self._report_out(report)
             job.files_done, job.chunks = len(paths), report.chunks
+            job.seconds, job.chunks_per_second = round(report.seconds, 3), round(report.chunks_per_second, 2)
             for failure in report.failures:  # the folder holds what the collection holds
                 Path(failure.path).unlink(missing_ok=True)
             self.metrics.ingested("done", report)
@@ -117,8 +122,9 @@ class Jobs:
             self.metrics.ingested("cancelled", None)
 
 
-def _progress(job: m.Job, done: int, total: int, chunks: int) -> None:
+def _progress(job: m.Job, seconds: float, done: int, total: int, chunks: int) -> None:
     job.files_done, job.chunks = done, chunks
+    job.seconds, job.chunks_per_second = round(seconds, 3), round(chunks / seconds, 2) if seconds > 0 else 0.0
 
 
 def _save(folder: Path, uploads: list[UploadFile]) -> list[Path]:

@@ -110,6 +110,8 @@ class Job(BaseModel):
     files_done: int = 0
     files_total: int = 0
     chunks: int = 0
+    seconds: float = Field(default=0.0, description="since the job started running")
+    chunks_per_second: float = Field(default=0.0, description="chunks written per second so far")
     report: IngestReportOut | None = None
     error: str | None = None
 
