@@ -39,7 +39,8 @@ def problems(answer: str, sources: Sequence[Source]) -> list[str]:
         found.append("it cites no source")
     if repeats(text):
         found.append("it repeats itself")
-    unsupported = [s for s in _SENTENCES.split(text) if not supported(s, sources)]
+    vocabulary = [content_words(s.text) for s in sources]  # each source's words, once per answer
+    unsupported = [s for s in _SENTENCES.split(text) if not supported(s, vocabulary)]
     if unsupported:
         found.append(f"it says what its sources do not: {unsupported[0][:80]!r}")
     return found
@@ -51,12 +52,13 @@ def repeats(text: str) -> bool:
     return bool(grams) and max(grams.values()) >= REPEATS
 
 
-def supported(sentence: str, sources: Sequence[Source]) -> bool:
-    """Whether the sources the sentence cites (all of them, when it cites none) hold most of its words."""
+def supported(sentence: str, vocabulary: Sequence[set[str]]) -> bool:
+    """Whether the sources the sentence cites (all of them, when it cites none) hold most of its
+    words; `vocabulary` is each source's content words, in source order."""
     words = content_words(_CITE.sub(" ", sentence))
     if len(words) < 3 or _DECLINES.search(sentence):
         return True
-    cited = [int(n) for n in _CITE.findall(sentence) if 1 <= int(n) <= len(sources)]
-    pool = [sources[n - 1] for n in cited] if cited else list(sources)
-    held = set().union(*(content_words(s.text) for s in pool)) if pool else set()
+    cited = [int(n) for n in _CITE.findall(sentence) if 1 <= int(n) <= len(vocabulary)]
+    pool = [vocabulary[n - 1] for n in cited] if cited else list(vocabulary)
+    held: set[str] = set().union(*pool)
     return len(words & held) / len(words) >= SUPPORTED
