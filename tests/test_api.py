@@ -321,6 +321,7 @@ async def test_upload_stores_good_files_reports_bad_ones_and_never_leaves_the_up
     job = await wait_for(client, job["id"])
     assert job["status"] == "done" and job["files_done"] == 4
     assert job["seconds"] > 0 and job["chunks_per_second"] == pytest.approx(job["chunks"] / job["seconds"], rel=0.05)
+    assert job["bytes_done"] == job["bytes_total"] > 0 and job["seconds_left"] == 0 and job["current"] is None
     report = job["report"]
     assert report["files"] == 2 and report["chunks"] >= 2
     failed = {f["path"]: f["reason"] for f in report["failures"]}

@@ -493,3 +493,24 @@ async def test_a_files_seconds_are_its_own(tmp_path: Path, uri: str) -> None:
     seconds = sorted(d.seconds for d in report.documents)
     assert all(0 < s < report.seconds for s in seconds), (seconds, report.seconds)
     assert seconds[0] < 0.75 * report.seconds  # not the whole run's, as it was
+
+
+async def test_progress_counts_bytes_and_names_the_file_in_the_works(tmp_path: Path, uri: str) -> None:
+    """Progress moves by bytes, within a file too, and names the file the run waits on (issue 18)."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "big.txt").write_text("Tea grows on hills in the valley. " * 2000)  # many batches
+    for i in range(3):
+        (folder / f"small{i}.txt").write_text(f"Note {i}: the cooperative met on Tuesday.")
+    sizes = sum(p.stat().st_size for p in folder.iterdir())
+    seen: list[pipeline.IngestProgress] = []
+    async with AsyncRAG(embedder=CountingEmbedder(), uri=uri, collection="c", llm="none") as rag:
+        report = await rag.ingest([folder], on_progress=seen.append)
+    assert report.ok
+    done = [p.bytes_done for p in seen]
+    assert done == sorted(done) and all(p.bytes_total == sizes for p in seen)
+    assert any(0 < d < (folder / "big.txt").stat().st_size for d in done)  # a big file moves the bar as it goes
+    assert seen[-1].bytes_done == sizes and seen[-1].files_done == seen[-1].files_total == 4
+    assert seen[-1].chunks == report.chunks and seen[-1].current is None
+    assert {p.current for p in seen} - {None} <= {str(p) for p in folder.iterdir()}
+    assert any(p.current for p in seen)

@@ -8,6 +8,7 @@ one line on stderr; 3 a bug (an unexpected error; `--debug` shows the traceback)
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -22,10 +23,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     ProgressColumn,
     Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -35,6 +36,7 @@ from rich.text import Text
 
 from asyncrag import evaluate
 from asyncrag.errors import AsyncRAGError
+from asyncrag.ingest.pipeline import IngestProgress
 from asyncrag.query.answer import citations
 from asyncrag.rag import AsyncRAG
 from asyncrag.results import Answer, CollectionStats, IngestReport, Source
@@ -87,6 +89,22 @@ class _ChunkRate(ProgressColumn):
         elapsed = task.elapsed or 0.0
         rate = task.fields.get("chunks", 0) / elapsed if elapsed > 0 else 0.0
         return Text(f"{rate:.1f} chunks/s", style="progress.data.speed")
+
+
+class _CurrentFile(ProgressColumn):
+    """The file the run is waiting on, as plain text (a name is data, never markup), shortened from the left."""
+
+    def render(self, task: Task) -> Text:
+        name = task.fields.get("current") or ""
+        return Text(name if len(name) <= 40 else "…" + name[-39:], style="dim", no_wrap=True)
+
+
+def _show(bar: Progress, task: TaskID, p: IngestProgress) -> None:
+    """The bar and time left follow bytes; files and chunks are counted beside them."""
+    bar.update(
+        task, completed=p.bytes_done, total=p.bytes_total or None, files=f"{p.files_done}/{p.files_total}",
+        chunks=p.chunks, current=p.current,
+    )
 
 
 class _StatusHandler(logging.Handler):
@@ -181,18 +199,18 @@ def ingest_cmd(
         with Progress(
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("files · {task.fields[chunks]} chunks"),
+            TextColumn("{task.fields[files]} files · {task.fields[chunks]} chunks"),
             _ChunkRate(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
+            _CurrentFile(),
             console=err,
             disable=json_out or not err.is_terminal,
         ) as bar:
-            task = bar.add_task("ingesting", total=None, chunks=0)
+            task = bar.add_task("ingesting", total=None, files="0/?", chunks=0, current=None)
             return await rag.ingest(
                 list(paths),
-                on_progress=lambda done, total, chunks: bar.update(task, completed=done, total=total, chunks=chunks),
+                on_progress=functools.partial(_show, bar, task),
                 prune=prune,
                 shard=shard_of,
                 doc_id_prefix=doc_id_prefix,

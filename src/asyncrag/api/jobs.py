@@ -24,6 +24,7 @@ from starlette.datastructures import UploadFile
 from asyncrag.api import models as m
 from asyncrag.api.metrics import Metrics
 from asyncrag.errors import AsyncRAGError
+from asyncrag.ingest.pipeline import IngestProgress
 from asyncrag.rag import AsyncRAG
 from asyncrag.results import IngestReport
 
@@ -79,7 +80,7 @@ class Jobs:
                 job.status = "running"
                 started = time.perf_counter()
                 report = await self.rag.ingest(
-                    list(paths), on_progress=lambda *p: _progress(job, time.perf_counter() - started, *p)
+                    list(paths), on_progress=lambda p: self._progress(job, time.perf_counter() - started, p)
                 )
         except AsyncRAGError as e:
             job.status, job.error = "failed", self.public(str(e))
@@ -90,6 +91,7 @@ class Jobs:
             job.status = "done"
             job.report = self._report_out(report)
             job.files_done, job.chunks = len(paths), report.chunks
+            job.bytes_done, job.seconds_left, job.current = job.bytes_total, 0.0, None
             job.seconds, job.chunks_per_second = round(report.seconds, 3), round(report.chunks_per_second, 2)
             for failure in report.failures:  # the folder holds what the collection holds
                 Path(failure.path).unlink(missing_ok=True)
@@ -98,6 +100,14 @@ class Jobs:
             self._tasks.pop(job.id, None)
             if job.status == "failed":
                 self.metrics.ingested("failed", None)
+
+    def _progress(self, job: m.Job, seconds: float, p: IngestProgress) -> None:
+        job.files_done, job.chunks = p.files_done, p.chunks
+        job.bytes_done, job.bytes_total = p.bytes_done, p.bytes_total
+        job.current = self.public(p.current) if p.current else None
+        job.seconds, job.chunks_per_second = round(seconds, 3), round(p.chunks / seconds, 2) if seconds > 0 else 0.0
+        done = p.bytes_done / p.bytes_total if p.bytes_total else 0.0
+        job.seconds_left = round(seconds * (1 - done) / done, 1) if 0 < done < 1 else None
 
     def _report_out(self, report: IngestReport) -> m.IngestReportOut:
         data: dict[str, Any] = report.to_dict()
@@ -122,9 +132,6 @@ class Jobs:
             self.metrics.ingested("cancelled", None)
 
 
-def _progress(job: m.Job, seconds: float, done: int, total: int, chunks: int) -> None:
-    job.files_done, job.chunks = done, chunks
-    job.seconds, job.chunks_per_second = round(seconds, 3), round(chunks / seconds, 2) if seconds > 0 else 0.0
 
 
 def _save(folder: Path, uploads: list[UploadFile]) -> list[Path]:

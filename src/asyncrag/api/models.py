@@ -112,6 +112,10 @@ class Job(BaseModel):
     chunks: int = 0
     seconds: float = Field(default=0.0, description="since the job started running")
     chunks_per_second: float = Field(default=0.0, description="chunks written per second so far")
+    bytes_done: int = Field(default=0, description="bytes ingested so far (a file's share as its chunks are written)")
+    bytes_total: int = 0
+    seconds_left: float | None = Field(default=None, description="estimated from bytes; null until known")
+    current: str | None = Field(default=None, description="the file the job is waiting on")
     report: IngestReportOut | None = None
     error: str | None = None
 

@@ -52,7 +52,25 @@ from asyncrag.store.milvus import LITE_FLUSH_EVERY_ROWS, is_local
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-Progress = Callable[[int, int, int], None]  # (files done, files total, chunks written)
+
+
+@dataclass(frozen=True)
+class IngestProgress:
+    """Where a run stands, after each write and each finished file.
+
+    Files hold 1 to 500+ chunks, so time left is reckoned by bytes: a file counts its share of
+    bytes as its chunks are written (once it is fully parsed, its chunk count is known).
+    """
+
+    files_done: int
+    files_total: int
+    chunks: int
+    bytes_done: int
+    bytes_total: int
+    current: str | None  # the oldest file still in the works: what the run is waiting on
+
+
+Progress = Callable[[IngestProgress], None]
 
 
 def _setting(default: T) -> T:
@@ -167,6 +185,16 @@ class _Doc:
     ended: float | None = None  # a file's own seconds in the report, not the whole run's
     marked: asyncio.Future[None] | None = None  # the manifest says "writing" (before the first write)
     finished: bool = False
+
+    @property
+    def bytes_done(self) -> int:
+        """The file's bytes, pro rata to its chunks written once its chunk count is known."""
+        if self.ended is not None:
+            return self.new.size
+        total = self.chunks_written + self.chunks_pending
+        if self.units_left != 0 or total == 0:
+            return 0
+        return self.new.size * self.chunks_written // total
 
     @property
     def replaces_itself(self) -> bool:
@@ -327,6 +355,7 @@ class Pipeline:
             doc.chunks_written += 1
             self.chunks += 1
         await self._maybe_flush(len(live))
+        self._report()
         for doc in docs.values():
             await self._check(doc)
 
@@ -435,8 +464,23 @@ class Pipeline:
     def _progress(self, doc: _Doc) -> None:
         doc.ended = time.perf_counter()
         self.done += 1
-        if self.on_progress:
-            self.on_progress(self.done, self.total, self.chunks)
+        self._report()
+
+    def _report(self) -> None:
+        if self.on_progress is None:
+            return
+        docs = self.docs.values()
+        current = next((d for d in docs if d.started is not None and d.ended is None), None)
+        self.on_progress(
+            IngestProgress(
+                self.done,
+                self.total,
+                self.chunks,
+                sum(d.bytes_done for d in docs),
+                sum(d.new.size for d in docs),
+                str(current.found.path) if current else None,
+            )
+        )
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         self._tasks.create_task(work)
@@ -545,4 +589,4 @@ async def delete_documents(doc_ids: list[str], collection: Collection) -> list[s
     return [d for d in doc_ids if d in known]
 
 
-__all__ = ["Limits", "Options", "Progress", "delete_documents", "fingerprint", "ingest"]
+__all__ = ["IngestProgress", "Limits", "Options", "Progress", "delete_documents", "fingerprint", "ingest"]
