@@ -56,7 +56,7 @@ async def serving(
     app = create_app(settings, embedder=embedder, llm=llm, options=ServeOptions(**options))  # type: ignore[arg-type]
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://asyncrag.test", timeout=60) as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost", timeout=60) as client:
             yield app, client
 
 

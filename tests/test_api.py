@@ -276,6 +276,88 @@ async def test_with_a_key_every_endpoint_but_healthz_needs_it(
     assert r.status_code in (200, 404)
 
 
+# -- the guard: host, origin, key before body, body size (api/guard.py) ----------------------------
+
+
+async def test_only_the_allowed_hosts_are_answered(app: FastAPI, client: httpx.AsyncClient) -> None:
+    """DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends Host: evil.example."""
+    for host in ["evil.example", "evil.example:8000", "127.0.0.2", ""]:
+        assert "Host" in error_of(await client.get("/v1/stats", headers={"host": host}), 400)
+    for host in ["localhost:8000", "127.0.0.1", "[::1]:8000"]:
+        assert (await client.get("/v1/stats", headers={"host": host})).status_code == 200
+    with options(app, allowed_hosts=("rag.example.org",)):
+        assert (await client.get("/v1/stats", headers={"host": "rag.example.org"})).status_code == 200
+    with options(app, allowed_hosts=("*",)):
+        assert (await client.get("/v1/stats", headers={"host": "evil.example"})).status_code == 200
+
+
+async def test_allowed_hosts_follow_the_bind_address() -> None:
+    from asyncrag.api.deps import allowed_hosts
+
+    assert allowed_hosts("127.0.0.1", []) == ("localhost", "127.0.0.1", "::1")
+    assert allowed_hosts("10.0.0.5", ["Rag.Example.org", " "]) == (
+        "localhost", "127.0.0.1", "::1", "10.0.0.5", "rag.example.org",
+    )
+    assert allowed_hosts("0.0.0.0", []) == ("*",)
+    assert "rag.example.org" in allowed_hosts("0.0.0.0", ["rag.example.org"])
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"sec-fetch-site": "cross-site"}, {"sec-fetch-site": "same-site"}, {"origin": "http://evil.example"}],
+)
+async def test_a_state_changing_request_from_another_site_is_refused(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    """Without a key any page could POST a multipart upload (no CORS preflight) to a local server."""
+    files = [("files", ("a.txt", b"planted", "text/plain"))]
+    assert "another site" in error_of(await client.post("/v1/documents", files=files, headers=headers), 403)
+    assert "another site" in error_of(await client.delete("/v1/documents/x.txt", headers=headers), 403)
+    search = {"query": "tea"}
+    assert "another site" in error_of(await client.post("/v1/search", json=search, headers=headers), 403)
+    assert (await client.get("/v1/stats", headers=headers)).status_code == 200  # reading is not refused
+
+
+async def test_same_origin_pages_and_other_clients_may_change_state(client: httpx.AsyncClient) -> None:
+    for headers in [{}, {"sec-fetch-site": "same-origin"}, {"origin": "http://localhost"}, {"sec-fetch-site": "none"}]:
+        assert (await client.post("/v1/search", json={"query": "tea"}, headers=headers)).status_code == 200
+
+
+class _Body:
+    """A request body of `mib` MiB sent in 1 MiB pieces with no Content-Length; counts what was read."""
+
+    def __init__(self, mib: int) -> None:
+        self.mib, self.sent = mib, 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for _ in range(self.mib):
+            self.sent += 1
+            yield b" " * 2**20
+
+
+async def test_a_body_without_the_key_is_refused_before_it_is_read(app: FastAPI, client: httpx.AsyncClient) -> None:
+    with options(app, api_key=KEY):
+        body = _Body(200)
+        r = await client.post("/v1/search", content=body, headers={"content-type": "application/json"})
+        assert "API key" in error_of(r, 401)
+        assert body.sent <= 1
+        length = {"content-type": "application/json", "content-length": str(200 * 2**20)}
+        r = await client.post("/v1/chat/completions", content=b"{}", headers=length)  # a lying length: not read
+        assert "API key" in error_of(r, 401)
+
+
+async def test_json_bodies_are_bounded_before_they_are_parsed(app: FastAPI, client: httpx.AsyncClient) -> None:
+    messages = [{"role": "user", "content": "tea " * 100}] * 5000  # ~2.5 MB
+    assert "1 MiB" in error_of(await client.post("/v1/chat/completions", json={"messages": messages}), 413)
+    body = _Body(200)
+    r = await client.post("/v1/ask", content=body, headers={"content-type": "application/json"})
+    assert "1 MiB" in error_of(r, 413)
+    assert body.sent <= 2
+    with options(app, max_json_mb=5):
+        r = await client.post("/v1/chat/completions", json={"messages": messages[:5]})
+        assert r.status_code == 200, r.text
+
+
 # -- uploads, jobs, documents -------------------------------------------------------------------
 
 
@@ -399,7 +481,7 @@ def openai_client(app: FastAPI, api_key: str = "unused"):
 
     transport = httpx.ASGITransport(app=app)
     return AsyncOpenAI(
-        base_url="http://asyncrag.test/v1", api_key=api_key, http_client=httpx.AsyncClient(transport=transport)
+        base_url="http://localhost/v1", api_key=api_key, http_client=httpx.AsyncClient(transport=transport)
     )
 
 

@@ -8,6 +8,7 @@ one line on stderr; 3 a bug (an unexpected error; `--debug` shows the traceback)
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
@@ -463,6 +464,13 @@ def serve(
     ] = None,
     max_upload_mb: Annotated[float | None, typer.Option(help="Largest upload request, in MiB [default: 50]")] = None,
     max_files: Annotated[int | None, typer.Option(help="Most files in one upload request [default: 20]")] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A Host name the server answers to, besides loopback and --host (repeat it; "
+            "e.g. the name behind your proxy) [env: ASYNCRAG_ALLOWED_HOSTS, comma-separated]"
+        ),
+    ] = None,
     llm: Annotated[
         str | None, typer.Option(help="local | llamacpp | transformers | openai:MODEL | none [env: ASYNCRAG_LLM]")
     ] = None,
@@ -476,6 +484,7 @@ def serve(
     import uvicorn
 
     from asyncrag.api import ServeOptions, create_app
+    from asyncrag.api.deps import allowed_hosts
     from asyncrag.config import Settings
     from asyncrag.store import milvus
 
@@ -484,6 +493,8 @@ def serve(
         options = ServeOptions.from_env(
             upload_dir=Path(upload_dir) if upload_dir else None, max_upload_mb=max_upload_mb, max_files=max_files
         )
+        given = allowed_host or os.environ.get("ASYNCRAG_ALLOWED_HOSTS", "").split(",")
+        options = dataclasses.replace(options, allowed_hosts=allowed_hosts(host, given))
         milvus.connect(settings.uri, settings.token, create=True).close()  # one line now, not a traceback later
         milvus.release_lite(settings.uri)
     except AsyncRAGError as e:

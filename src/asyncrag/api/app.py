@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from asyncrag.api import chat, documents, health, search
 from asyncrag.api import models as m
 from asyncrag.api.deps import ApiError, ServeOptions, Server, require_key
+from asyncrag.api.guard import Guard, error_response
 from asyncrag.api.metrics import MeasuredEmbedder, Metrics
 from asyncrag.config import Settings
 from asyncrag.embed import Embedder, load_embedder
@@ -92,6 +93,7 @@ def create_app(
         responses={401: {"model": m.ErrorResponse}, 422: {"model": m.ErrorResponse}},
     )
     _add_error_handlers(app)
+    app.add_middleware(Guard)
     app.add_middleware(MeasureRequests)
     _add_routes(app)
     _add_web_page(app)
@@ -117,10 +119,6 @@ def _add_web_page(app: FastAPI) -> None:
 
 
 # -- errors --------------------------------------------------------------------------------------
-
-
-def error_response(status: int, type: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"type": type, "message": message}}, status_code=status, headers=headers)
 
 
 def _status_of(error: AsyncRAGError) -> tuple[int, str]:
@@ -152,7 +150,8 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, e: HTTPException) -> JSONResponse:
-        return error_response(e.status_code, "http_error", str(e.detail), getattr(e, "headers", None))
+        type = "too_large" if e.status_code == 413 else "http_error"
+        return error_response(e.status_code, type, str(e.detail), getattr(e, "headers", None))
 
     @app.exception_handler(Exception)
     async def bug(request: Request, e: Exception) -> JSONResponse:

@@ -6,7 +6,6 @@ or from each other: `app.py` imports them all to wire the app, so nothing may im
 
 from __future__ import annotations
 
-import hmac
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,6 +15,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from asyncrag.api import models as m
+from asyncrag.api.guard import ANY_HOST, LOOPBACK, key_matches
 from asyncrag.api.jobs import Jobs
 from asyncrag.api.metrics import Metrics
 from asyncrag.rag import AsyncRAG
@@ -31,12 +31,26 @@ class ServeOptions:
     upload_dir: Path = Path("asyncrag-uploads")  # uploads are stored here, under names the server picks
     max_upload_mb: float = 50.0  # per request, all files together
     max_files: int = 20  # per request
+    max_json_mb: float = 1.0  # any other request body (a question and its history is ~200 KB at most)
+    allowed_hosts: tuple[str, ...] = LOOPBACK  # the Host names it answers to ("*": any); see api/guard.py
 
     @classmethod
     def from_env(cls, **given: Any) -> ServeOptions:
         """Defaults, `ASYNCRAG_API_KEY` from the environment, and the options given (None: not given)."""
         options = replace(cls(), api_key=os.environ.get("ASYNCRAG_API_KEY") or None)
         return replace(options, **{k: v for k, v in given.items() if v is not None})
+
+
+def allowed_hosts(bind: str, given: list[str]) -> tuple[str, ...]:
+    """The Host names a server bound to `bind` answers to: loopback, the bound name and `given`.
+
+    Bound to every interface with none given, any Host: its names are unknown here, and a keyless
+    server open to the network has more to fear than DNS rebinding (`serve` warns of it).
+    """
+    named = tuple(h.strip().lower() for h in given if h.strip())
+    if bind in ("0.0.0.0", "::", "") and not named:
+        return (ANY_HOST,)
+    return tuple(dict.fromkeys((*LOOPBACK, bind.strip("[]").lower(), *named)))
 
 
 class ApiError(Exception):
@@ -105,12 +119,12 @@ _bearer = HTTPBearer(auto_error=False, description="the server's ASYNCRAG_API_KE
 async def require_key(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> None:
-    """With ASYNCRAG_API_KEY set, a request must carry it as a bearer token (compared in constant time)."""
-    expected = request.app.state.server.options.api_key
-    if expected is None:
-        return
-    given = credentials.credentials if credentials else ""
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    """With ASYNCRAG_API_KEY set, a request must carry it as a bearer token (compared in constant time).
+
+    A request with a body was checked before it was read (api/guard.py); this checks the rest, and
+    `credentials` puts the scheme in the OpenAPI schema.
+    """
+    if not key_matches(request.app.state.server.options.api_key, request.headers.get("authorization", "")):
         raise ApiError(401, "unauthorized", "missing or wrong API key: send 'Authorization: Bearer <key>'")
 
 

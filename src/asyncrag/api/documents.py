@@ -44,10 +44,8 @@ async def upload(request: Request, server: ServerDep) -> m.Job:
     if not content_type.lower().startswith("multipart/form-data"):
         raise ApiError(415, "unsupported_media_type", "upload files as multipart/form-data, in the field 'files'")
     length = request.headers.get("content-length")
-    if length is None or not length.isdigit():
+    if length is None or not length.isdigit():  # (one over the limit was refused before: api/guard.py)
         raise ApiError(411, "length_required", "send the upload with a Content-Length")
-    if int(length) > opts.max_upload_mb * 2**20:
-        raise ApiError(413, "too_large", f"the upload is over the limit of {opts.max_upload_mb:g} MiB per request")
     async with request.form(max_files=opts.max_files, max_fields=opts.max_files) as form:
         uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
         if not uploads:
