@@ -438,7 +438,21 @@ async def test_delete_cannot_reach_outside_the_upload_dir(client: httpx.AsyncCli
     (db / "precious.txt").write_text("keep me")
     error_of(await client.delete("/v1/documents/../precious.txt"), 404)
     error_of(await client.delete("/v1/documents/%2e%2e/precious.txt"), 404)
+    error_of(await client.delete("/v1/documents/%00"), 404)
+    error_of(await client.delete("/v1/documents/a%00b.txt"), 404)
     assert (db / "precious.txt").read_text() == "keep me"
+
+
+async def test_a_300_byte_upload_name_is_stored_under_a_shorter_one(client: httpx.AsyncClient, db: Path) -> None:
+    name = "茶" * 100 + ".txt"  # 304 bytes of UTF-8: over a file system's 255
+    r = await client.post("/v1/documents", files=[("files", (name, "茶园在山上。".encode(), "text/plain"))])
+    assert r.status_code == 202, r.text
+    job = await wait_for(client, r.json()["id"])
+    (stored,) = job["files"]
+    assert job["status"] == "done" and job["report"]["files"] == 1, job["report"]["failures"]
+    assert stored.endswith(".txt") and stored.split("/")[1].startswith("茶" * 60)
+    assert len(stored.split("/")[1].encode()) <= 200
+    assert (await client.delete(f"/v1/documents/{stored}")).status_code == 200
 
 
 async def test_documents_from_the_cli_are_listed_and_deletable_by_their_id(client: httpx.AsyncClient) -> None:

@@ -74,6 +74,21 @@ def test_chunks_know_their_span_and_markdown_section(embedder: LocalEmbedder) ->
     assert f"heading: {nodes[-1].metadata['heading']}\n" in embedded and "version" not in embedded
 
 
+def test_a_huge_heading_or_name_leaves_the_chunk_its_window(embedder: LocalEmbedder, tmp_path: Path) -> None:
+    """Crafted metadata cannot push the chunk's own text out of what the model reads."""
+    from asyncrag.ingest.chunk import MAX_HEADING_CHARS, chunk
+    from asyncrag.ingest.read import read_file
+
+    path = tmp_path / ("n" * 200 + ".md")
+    path.write_text("# " + "Very long title " * 300 + "\n\nThe heron guards the north pond.\n")
+    nodes = chunk(make_splitter(ChunkSpec(64, 8, embedder.tokenizer_file)), read_file(path, str(path)), "d", "v1")
+    node = nodes[-1]
+    assert len(node.metadata["heading"]) == MAX_HEADING_CHARS and node.metadata["heading"].endswith("title")
+    assert node.metadata["file_name"] == path.name  # stored (filters use it), not embedded
+    embedded = node.get_content(metadata_mode=MetadataMode.EMBED)
+    assert "nnnn" not in embedded and len(embedded) < 700 and embedded.endswith("north pond.")
+
+
 def test_spans_of_a_big_file_read_in_stretches_are_the_files(embedder: LocalEmbedder, tmp_path: Path) -> None:
     """Stretches start mid-file (and bytes are not characters): spans still locate the text in the file."""
     from asyncrag.ingest.parse import Unit, parse, plan

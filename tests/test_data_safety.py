@@ -91,7 +91,10 @@ def test_a_crafted_file_name_deletes_nothing_else(env: dict[str, str], stored: d
 def test_odd_names_in_a_folder_are_each_stored(env: dict[str, str], stored: dict, tmp_path: Path) -> None:
     folder = tmp_path / "odd"
     folder.mkdir()
-    names = ["new\nline.txt", 'q"uote.txt', "back\\slash.txt", "it's.md", "名前 🦜.txt", "tab\there.txt"]
+    names = [
+        "new\nline.txt", 'q"uote.txt', "back\\slash.txt", "it's.md", "名前 🦜.txt", "tab\there.txt",
+        "茶" * 80 + ".txt",  # 244 bytes: its name is longer than a chunk (it failed the document)
+    ]
     for i, name in enumerate(names):
         (folder / name).write_text(f"document {i}\n")
     for summary in (f"{len(names)} files, {len(names)} chunks, 0 failures", f": {len(names)} unchanged"):
@@ -239,6 +242,9 @@ def test_unreadable_files_and_folders_fail_alone_in_a_real_process(tmp_path: Pat
     only_pictures = tmp_path / "pictures"
     only_pictures.mkdir()
     (only_pictures / "cat.jpg").write_bytes(b"\xff\xd8\xff")
+    os.mkfifo(folder / "pipe.txt")  # reading it would block for ever; /dev/zero would never end
+    (folder / "zero.md").symlink_to("/dev/zero")
+    (folder / "gone.md").symlink_to(tmp_path / "nowhere.md")
     prefix = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0 else []
     environ = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCRAG_")}
     environ.update(ASYNCRAG_CONFIG="", ASYNCRAG_URI=str(tmp_path / "u.db"), ASYNCRAG_LLM="none")
@@ -256,6 +262,9 @@ def test_unreadable_files_and_folders_fail_alone_in_a_real_process(tmp_path: Pat
         str(secret): reasons[str(secret)],
         str(folder / "locked"): reasons[str(folder / "locked")],
         str(only_pictures): reasons[str(only_pictures)],
+        str(folder / "pipe.txt"): "not a regular file (a pipe, device or socket)",
+        str(folder / "zero.md"): "not a regular file (a pipe, device or socket)",
+        str(folder / "gone.md"): "broken symbolic link",
     }
     assert "permission denied" in reasons[str(secret)].lower()
     assert reasons[str(folder / "locked")].startswith("cannot read folder: Permission denied")

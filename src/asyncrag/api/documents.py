@@ -73,6 +73,8 @@ async def documents(server: ServerDep) -> m.DocumentList:
 @router.delete("/v1/documents/{doc_id:path}", responses={404: {"model": m.ErrorResponse}})
 async def delete(doc_id: str, server: ServerDep) -> m.Deleted:
     """Delete a document's chunks and record (and, for an upload, its file)."""
+    if "\0" in doc_id:  # no path holds one (and pathlib raises on it)
+        raise ApiError(404, "not_found", "no document with a NUL character in its id: GET /v1/documents lists them")
     uploaded = (server.upload_root / doc_id).resolve()
     managed = uploaded.is_relative_to(server.upload_root) and uploaded != server.upload_root
     source = str(uploaded) if managed else doc_id

@@ -29,21 +29,20 @@ from asyncrag.rag import AsyncRAG
 from asyncrag.results import IngestReport
 
 log = logging.getLogger(__name__)
-MAX_NAME_CHARS = 120
+MAX_NAME_BYTES = 200  # a file system's limit is 255 bytes; room for the "-2" of a second upload of one name
 MAX_JOBS_KEPT = 1000
 
 
 def safe_name(name: str | None) -> str:
-    """A client's file name reduced to a plain name in one folder: no separators, no leading dots."""
+    """A client's file name reduced to a plain name in one folder: no separators, no leading dots,
+    at most `MAX_NAME_BYTES` of UTF-8 (100 CJK characters are 300), its suffix kept."""
     base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
     base = re.sub(r"[^\w.\- ]", "_", base).strip(" .")
-    if len(base) > MAX_NAME_CHARS:
-        stem, dot, suffix = base.rpartition(".")
-        base = (
-            stem[: MAX_NAME_CHARS - len(suffix) - 1] + dot + suffix
-            if dot and len(suffix) < 10
-            else base[:MAX_NAME_CHARS]
-        )
+    if len(base.encode()) > MAX_NAME_BYTES:
+        suffix = base.rpartition(".")[2] if "." in base else ""
+        tail = "." + suffix if suffix and len(suffix) < 10 else ""
+        head = base[: len(base) - len(tail)]
+        base = head.encode()[: MAX_NAME_BYTES - len(tail.encode())].decode(errors="ignore") + tail
     return base or "upload"
 
 

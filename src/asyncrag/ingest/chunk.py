@@ -28,6 +28,10 @@ SECTION_SEPARATOR = " › "
 # document, a JSONDecodeError will be raised" sits under `json.loads`). With it, dense search on the
 # python-doc questions went from hit@5 0.450 / MRR 0.290 to 0.467 / 0.339 (examples/eval/python-doc.jsonl).
 HIDDEN_METADATA = ("position", "version", "anchor")
+# A heading path is embedded on top of the chunk's tokens: a crafted (or generated) one of
+# thousands of characters would push the chunk's own text out of the model's window. Its
+# innermost part, the most specific, is kept.
+MAX_HEADING_CHARS = 160
 _SIGNATURE = re.compile(r"^((?:class |async |exception )?[\w.]+)\(.{12,}\)$")
 
 
@@ -159,7 +163,10 @@ def chunk(
         position = positions[page] = positions.get(page, -1) + 1
         sections = headings.get(node.ref_doc_id or "")
         if sections and node.start_char_idx is not None and (section := sections.at(node.start_char_idx)):
-            node.metadata["heading"] = section[0]  # the stretch's own headings: a section above it is not seen
+            heading = section[0]  # the stretch's own headings: a section above it is not seen
+            if len(heading) > MAX_HEADING_CHARS:
+                heading = "…" + heading[-(MAX_HEADING_CHARS - 1) :]
+            node.metadata["heading"] = heading
             if section[1]:
                 node.metadata["anchor"] = section[1]
         if text_offset and node.start_char_idx is not None and node.end_char_idx is not None:

@@ -74,9 +74,10 @@ def discover(paths: list[str | Path], max_file_bytes: float, doc_id_prefix: str 
     for given in map(Path, paths):
         if given.is_dir():
             base = given
-            found, errors = _walk(given)
-            result.failures += errors
+            found, errors, odd = _walk(given)
+            result.failures += errors + odd
             result.blind |= bool(errors)
+            result.present.update(doc_id_for(Path(f.path), base, doc_id_prefix) for f in odd)
             result.folders.append(str(given.resolve()) + os.sep if doc_id_prefix is None else doc_id_prefix)
             if not found and not errors:
                 result.failures.append(Failure(str(given), f"no files to ingest in this folder ({SUPPORTED})"))
@@ -105,13 +106,15 @@ def _not_a_file(given: Path) -> str | None:
         return None if given.suffix.lower() in SUFFIXES else f"unsupported file type ({SUPPORTED})"
     if given.is_symlink():
         return "broken symbolic link"
-    return "not a regular file or folder" if given.exists() else "no such file or directory"
+    return "not a regular file (a pipe, device or socket)" if given.exists() else "no such file or directory"
 
 
-def _walk(folder: Path) -> tuple[list[Path], list[Failure]]:
-    """Supported files under `folder`, sorted; unreadable subfolders are failures, not silence."""
+def _walk(folder: Path) -> tuple[list[Path], list[Failure], list[Failure]]:
+    """Supported files under `folder`, sorted; unreadable subfolders, and entries named like a
+    document that are no file (a pipe, a device, a broken link), are failures, not silence."""
     found: list[Path] = []
     failures: list[Failure] = []
+    odd: list[Failure] = []
 
     def unreadable(error: OSError) -> None:
         failures.append(Failure(str(error.filename), f"cannot read folder: {error.strerror}"))
@@ -120,9 +123,14 @@ def _walk(folder: Path) -> tuple[list[Path], list[Failure]]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(names):
             path = Path(root, name)
-            if not name.startswith(".") and path.suffix.lower() in SUFFIXES and path.is_file():
+            if name.startswith(".") or path.suffix.lower() not in SUFFIXES:
+                continue
+            problem = _not_a_file(path)
+            if problem:
+                odd.append(Failure(str(path), problem))
+            else:
                 found.append(path)
-    return found, failures
+    return found, failures, odd
 
 
 def _refusal(path: Path, max_file_bytes: float) -> str | None:

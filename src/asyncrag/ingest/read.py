@@ -20,16 +20,24 @@ TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 SUFFIXES = TEXT_SUFFIXES | {".pdf", ".html", ".htm", ".docx"}
 
 
+# A file name is embedded with each chunk (it often says what the file is about), counted against
+# the chunk's tokens by the splitter: a longer one (100 CJK characters are ~100 tokens of a
+# 128-token chunk, and more failed the document) is stored and filterable, but not embedded.
+MAX_EMBEDDED_NAME_CHARS = 48
+
+
 def document(text: str, source: str, page: int | None = None) -> Document:
-    metadata: dict[str, Any] = {"source": source, "file_name": Path(source).name}
+    name = Path(source).name
+    metadata: dict[str, Any] = {"source": source, "file_name": name}
     if page is not None:
         metadata["page"] = page
+    hidden = ["source"] if len(name) <= MAX_EMBEDDED_NAME_CHARS else ["source", "file_name"]
     return Document(
         id_=source if page is None else f"{source}#page={page}",  # chunk() points chunks at the file
         text=text,
         metadata=metadata,
-        excluded_embed_metadata_keys=["source"],
-        excluded_llm_metadata_keys=["source"],
+        excluded_embed_metadata_keys=hidden,
+        excluded_llm_metadata_keys=list(hidden),
     )
 
 
