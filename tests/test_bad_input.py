@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -115,6 +116,52 @@ def corrupt_docx(d: Path, make_pdf: MakePdf) -> Path:
     return path
 
 
+def pdf_of_text_operators(mib: float) -> bytes:
+    """One page whose compressed content holds `mib` MiB of text operators: 20 MiB fit in ~70 KB."""
+    import zlib
+
+    line = b"(" + b"A" * 90 + b") Tj T*\n"
+    content = zlib.compress(b"BT /F1 2 Tf 2 TL 10 800 Td\n" + line * int(mib * 2**20 / len(line)) + b"ET\n", 9)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(content) + content + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    pdf, offsets = b"%PDF-1.4\n", []
+    for i, body in enumerate(objects, 1):
+        offsets.append(len(pdf))
+        pdf += b"%d 0 obj\n" % i + body + b"\nendobj\n"
+    xref = len(pdf)
+    pdf += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    pdf += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    return pdf + b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+
+
+def pdf_bomb(d: Path, make_pdf: MakePdf) -> Path:
+    path = d / "bomb.pdf"
+    path.write_bytes(pdf_of_text_operators(20))  # PDFium alone: ~270 MB to load the page, ~1.8 GB to read it
+    return path
+
+
+def pdf_dense_page(d: Path, make_pdf: MakePdf) -> Path:
+    path = d / "dense.pdf"
+    path.write_bytes(pdf_of_text_operators(0.5))  # under the content limit, ~470k characters on one page
+    return path
+
+
+def docx_bomb(d: Path, make_pdf: MakePdf) -> Path:
+    import zipfile
+
+    path = d / "bomb.docx"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", "<Types/>")
+        z.writestr("word/document.xml", b"<w:document>" + b" " * 70 * 2**20 + b"</w:document>")
+    return path
+
+
 # (builder, words the reason must contain)
 BAD = {
     "random-bytes-pdf": (random_pdf, "corrupt or unreadable PDF"),
@@ -129,6 +176,9 @@ BAD = {
     "unsupported-xyz": (unsupported, "unsupported file type"),
     "huge-file": (huge_txt, "over the 1 MiB limit"),
     "corrupt-docx": (corrupt_docx, "not a valid .docx"),
+    "pdf-bomb": (pdf_bomb, "page 1 decompresses to over 1 MiB of content"),
+    "pdf-dense-page": (pdf_dense_page, "characters, over the limit of 200,000"),
+    "docx-bomb": (docx_bomb, "unzips to 70 MiB of XML"),
 }
 
 
@@ -334,6 +384,36 @@ def test_unreachable_milvus_real_process_has_no_traceback(tmp_path: Path) -> Non
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert "cannot reach Milvus" in proc.stderr
     assert elapsed < 30, elapsed  # imports included; the connection itself fails in well under a second
+
+
+def _peak_rss_mb(args: list[str], cwd: Path) -> tuple[float, dict]:
+    """`asyncrag ingest ARGS --json` in a real process: its peak RSS and its report."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCRAG_")}
+    env.update(ASYNCRAG_CONFIG="", ASYNCRAG_URI=str(cwd / "bombs.db"), ASYNCRAG_LLM="none")
+    command = [str(Path(sys.executable).parent / "asyncrag"), "ingest", *args, "--json"]
+    wrapper = (
+        "import json, resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+        "print(json.dumps([resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, p.stdout, p.stderr]))"
+    )
+    out = subprocess.run([sys.executable, "-c", wrapper, *command], capture_output=True, text=True, env=env, cwd=cwd,
+                         timeout=600, check=True)
+    peak, stdout, stderr = json.loads(out.stdout)
+    assert "Traceback" not in stderr, stderr
+    return peak, json.loads(stdout)
+
+
+@pytest.mark.slow
+def test_bombs_cost_a_real_ingest_little_memory(tmp_path: Path, make_pdf: MakePdf) -> None:
+    """Issue 19: a 70 KB PDF drove an ingest to 3.9 GB. Each file fails alone, in one line, cheaply."""
+    good = tmp_path / "good.pdf"
+    good.write_bytes(make_pdf(["The lighthouse keeper's cat is called Biscuit."]))
+    bombs = [build(tmp_path, make_pdf) for build in (pdf_bomb, pdf_dense_page, docx_bomb)]
+    alone, _ = _peak_rss_mb([str(good)], tmp_path)
+    (tmp_path / "bombs.db").rename(tmp_path / "first.db")
+    peak, report = _peak_rss_mb([str(good), *map(str, bombs)], tmp_path)
+    assert report["files"] == 1 and {f["path"] for f in report["failures"]} == set(map(str, bombs))
+    print(f"peak RSS: good file alone {alone:.0f} MB, with the bombs {peak:.0f} MB")
+    assert peak - alone <= 200, (alone, peak)
 
 
 # -- another embedding model ---------------------------------------------------------------------

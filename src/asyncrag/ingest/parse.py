@@ -16,7 +16,14 @@ from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.schema import BaseNode
 
 from asyncrag.ingest.chunk import ChunkSpec, chunk, make_splitter
-from asyncrag.ingest.read import TEXT_SUFFIXES, pdf_page_count, read_file, read_pdf_pages, read_text_range
+from asyncrag.ingest.read import (
+    TEXT_SUFFIXES,
+    check_pdf_pages,
+    pdf_page_count,
+    read_file,
+    read_pdf_pages,
+    read_text_range,
+)
 
 _CUT_SEARCH = 64 * 1024  # how far past a stretch's end to look for a paragraph break
 
@@ -48,6 +55,7 @@ def plan(unit: Unit, pages_per_unit: int, text_bytes_per_unit: int) -> list[Unit
     suffix = unit.path.suffix.lower()
     if suffix == ".pdf":
         n = pdf_page_count(unit.path)
+        check_pdf_pages(unit.path, 0, n)
         ranges = [(i, min(i + pages_per_unit, n)) for i in range(0, n, pages_per_unit)] or [(0, 0)]
         return [Unit(**{**unit.__dict__, "pdf_pages": r}) for r in ranges]
     if suffix in TEXT_SUFFIXES and unit.path.stat().st_size > text_bytes_per_unit:

@@ -19,6 +19,17 @@ if TYPE_CHECKING:
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 SUFFIXES = TEXT_SUFFIXES | {".pdf", ".html", ".htm", ".docx"}
 
+# What a file may expand to. Upload and `max_file_mb` limits see compressed bytes: a 70 KB PDF
+# whose page decompresses to 20 MB of text operators took PDFium ~270 MB to load and ~1.8 GB
+# to extract (~14 bytes per content byte, ~92 per character). A dense page of a 10-K holds
+# 133 KB of content and 7,300 characters; the limits leave 7-25x room and keep one page's
+# extraction under ~110 MB. Each is checked before the expensive step, and breaking one fails
+# the file alone, with a one-line reason.
+MAX_PDF_PAGES = 10_000
+MAX_PAGE_CONTENT_BYTES = 2**20  # a page's drawing instructions, decompressed (measured by pypdf, capped)
+MAX_PAGE_CHARS = 200_000
+MAX_DOCX_XML_BYTES = 64 * 2**20  # the XML a .docx unzips to
+
 
 # A file name is embedded with each chunk (it often says what the file is about), counted against
 # the chunk's tokens by the splitter: a longer one (100 CJK characters are ~100 tokens of a
@@ -87,6 +98,13 @@ def read_docx(path: Path) -> str:
     import docx2txt
 
     try:
+        with zipfile.ZipFile(path) as z:
+            unzipped = sum(i.file_size for i in z.infolist() if i.filename.endswith(".xml"))
+        if unzipped > MAX_DOCX_XML_BYTES:
+            raise ReadError(
+                f"unzips to {unzipped / 2**20:.0f} MiB of XML, over the limit of "
+                f"{MAX_DOCX_XML_BYTES / 2**20:.0f} MiB (a zip bomb?); not read"
+            )
         return str(docx2txt.process(str(path)))
     except (zipfile.BadZipFile, KeyError) as e:
         raise ReadError(f"not a valid .docx file ({e})") from None
@@ -107,9 +125,62 @@ def open_pdf(path: Path) -> pdfium.PdfDocument:
 def pdf_page_count(path: Path) -> int:
     pdf = open_pdf(path)
     try:
-        return len(pdf)
+        pages = len(pdf)
     finally:
         pdf.close()
+    if pages > MAX_PDF_PAGES:
+        raise ReadError(f"{pages} pages, over the limit of {MAX_PDF_PAGES}; not read")
+    return pages
+
+
+def check_pdf_pages(path: Path, first: int, last: int) -> None:
+    """Refuse pages whose content decompresses past `MAX_PAGE_CONTENT_BYTES`, before PDFium loads them
+    (once per file, when it is planned: pypdf reads the page tree in ~0.25 s for 307 pages).
+
+    pypdf decodes a page's content streams under output limits of its own (its `Configuration`),
+    so a bomb costs it at most the limit. Anything else pypdf cannot parse is left to PDFium,
+    the reader; this only guards it.
+    """
+    import logging
+
+    from pypdf import PdfReader
+    from pypdf._configuration import apply_configuration
+    from pypdf.errors import LimitReachedError
+
+    cap = MAX_PAGE_CONTENT_BYTES
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # its notes on malformed files are PDFium's business
+    with apply_configuration(
+        array_based_stream_maximum_output_length=cap,
+        zlib_maximum_output_length=cap,
+        lzw_maximum_output_length=cap,
+        run_length_maximum_output_length=cap,
+        jbig2_maximum_output_length=cap,
+    ):
+        try:
+            pages = PdfReader(path).pages
+            for i in range(first, min(last, len(pages))):
+                try:
+                    size = _content_bytes(pages[i].get("/Contents"))
+                except LimitReachedError:
+                    size = cap + 1
+                if size > cap:
+                    raise ReadError(
+                        f"page {i + 1} decompresses to over {cap / 2**20:g} MiB of content "
+                        "(a decompression bomb?); not read"
+                    )
+        except ReadError:
+            raise
+        except Exception:  # noqa: BLE001 - not pypdf's to judge: PDFium reads it or says why not
+            pass
+
+
+def _content_bytes(contents: Any) -> int:
+    """The decoded size of a page's /Contents: a stream, or an array of them (not parsed into operators)."""
+    contents = contents.get_object() if contents is not None else None
+    if contents is None:
+        return 0
+    streams = contents if isinstance(contents, list) else [contents]
+    return sum(len(stream.get_object().get_data()) for stream in streams)
 
 
 def read_pdf_pages(path: Path, source: str, first: int, last: int) -> list[Document]:
@@ -121,7 +192,13 @@ def read_pdf_pages(path: Path, source: str, first: int, last: int) -> list[Docum
     try:
         for i in range(first, min(last, len(pdf))):
             try:
-                text = pdf[i].get_textpage().get_text_range()
+                textpage = pdf[i].get_textpage()
+                if textpage.count_chars() > MAX_PAGE_CHARS:
+                    raise ReadError(
+                        f"page {i + 1} holds {textpage.count_chars():,} characters, over the limit of "
+                        f"{MAX_PAGE_CHARS:,}; not read"
+                    )
+                text = textpage.get_text_range()
             except pdfium.PdfiumError as e:
                 raise ReadError(f"cannot extract text from page {i + 1} ({e})") from None
             text = text.replace("\r\n", "\n").replace("\r", "\n")
