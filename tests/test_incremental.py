@@ -514,3 +514,44 @@ async def test_progress_counts_bytes_and_names_the_file_in_the_works(tmp_path: P
     assert seen[-1].chunks == report.chunks and seen[-1].current is None
     assert {p.current for p in seen} - {None} <= {str(p) for p in folder.iterdir()}
     assert any(p.current for p in seen)
+
+
+async def test_a_search_never_sees_a_version_before_it_is_complete(
+    tmp_path: Path, uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19: while a replace and a new document are written, every search (run after each
+    write) shows the old version whole and nothing of a version not yet complete."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    doc, new = folder / "doc.txt", folder / "new.txt"
+    doc.write_text(" ".join(f"Alpha fact number {i} is about herons." for i in range(200)))
+    async with AsyncRAG(embedder=CountingEmbedder(), uri=uri, collection="vis", llm="none", embed_batch_size=4) as rag:
+        assert (await rag.ingest([folder])).ok
+        collection = await rag.collection()
+        alpha = len([s for s in await rag.search("herons", k=100) if "Alpha" in s.text])
+        assert alpha > 3
+        doc.write_text(" ".join(f"Omega fact number {i} is about cranes." for i in range(200)))
+        new.write_text(" ".join(f"Zebra fact number {i} is about storks." for i in range(200)))
+        checks: list[tuple[int, int, int]] = []
+        real_write = Collection.write
+
+        async def write(self: Collection, nodes: list) -> None:
+            await real_write(self, nodes)
+            records = await self.get_records([str(doc), str(new)])
+            texts = [s.text for s in await rag.search("facts", k=100)]
+            omega, zebra = sum("Omega" in t for t in texts), sum("Zebra" in t for t in texts)
+            old = sum("Alpha" in t for t in texts)
+            replaced = records[str(doc)].writing == ""  # the new version is complete
+            assert omega == 0 or replaced, "a chunk of the version being written was shown"
+            assert zebra == 0 or records[str(new)].complete, "a chunk of a new document was shown early"
+            assert old == alpha or replaced, "the old version must stay whole until the new one is complete"
+            checks.append((old, omega, zebra))
+
+        monkeypatch.setattr(Collection, "write", write)
+        report = await rag.ingest([folder])
+        assert report.ok and report.counts()["updated"] == 1 and report.counts()["added"] == 1
+        assert collection is await rag.collection()
+        assert len(checks) >= 8 and any(old == alpha for old, _, _ in checks)  # searched while writing
+        texts = [s.text for s in await rag.search("facts", k=100)]
+        assert not any("Alpha" in t for t in texts) and any("Omega" in t for t in texts)
+        assert any("Zebra" in t for t in texts)

@@ -202,7 +202,7 @@ class AsyncRAG:
         if mode is not None and mode not in SEARCH_MODES:
             raise ConfigError(f"search mode must be one of {', '.join(SEARCH_MODES)}, not {mode!r}")
         if self._retriever is None:
-            self._retriever = Retriever(await self.store(), await self.embedder())
+            self._retriever = Retriever(await self.collection(), await self.embedder())
         return await self._retriever.retrieve(question, k, filter, mode or self.settings.search_mode)
 
     @_milvus_errors

@@ -46,7 +46,7 @@ from asyncrag.ingest.discover import Discovery, Found, discover, in_shard
 from asyncrag.ingest.parse import Unit, parse, plan
 from asyncrag.results import FileReport, IngestReport, Status
 from asyncrag.store.collection import Collection
-from asyncrag.store.manifest import DocumentRecord
+from asyncrag.store.manifest import DocumentRecord, version_of
 from asyncrag.store.milvus import LITE_FLUSH_EVERY_ROWS, is_local
 
 log = logging.getLogger(__name__)
@@ -199,11 +199,9 @@ class _Doc:
     @property
     def replaces_itself(self) -> bool:
         """Re-writing the version that is already complete (after an interrupted run): same chunk ids."""
-        return self.record is not None and self.record.complete and self.version == _version(self.record)
+        return self.record is not None and self.record.complete and self.version == self.record.version
 
 
-def _version(record: DocumentRecord) -> str:
-    return hashlib.sha256(f"{record.hash}|{record.fingerprint}".encode()).hexdigest()[:16]
 
 
 class Pipeline:
@@ -517,7 +515,7 @@ async def _changed(
             if not same_stat:
                 restat.append(DocumentRecord(**{**record.__dict__, "size": new.size, "mtime_ns": new.mtime_ns}))
             continue
-        todo.append(_Doc(found, record, new, version=_version(new)))
+        todo.append(_Doc(found, record, new, version=version_of(new.hash, new.fingerprint)))
     return todo, unchanged, restat
 
 

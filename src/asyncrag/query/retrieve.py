@@ -14,6 +14,7 @@ from asyncrag.errors import FilterError, StoreError, one_line
 from asyncrag.results import Source
 from asyncrag.store import expr
 from asyncrag.store.coalesce import Coalescer
+from asyncrag.store.collection import Collection
 
 QUERY_MODES = {
     "dense": VectorStoreQueryMode.DEFAULT,
@@ -23,8 +24,9 @@ QUERY_MODES = {
 
 
 class Retriever:
-    def __init__(self, store: BasePydanticVectorStore, embedder: Embedder) -> None:
-        self.store = store
+    def __init__(self, collection: Collection, embedder: Embedder) -> None:
+        self.collection = collection
+        self.store: BasePydanticVectorStore = collection.store
         self.embedder = embedder
         self._embeddings: Coalescer[None, str, list[float]] | None = None
 
@@ -74,9 +76,12 @@ class Retriever:
             if filter:
                 raise FilterError(f"invalid filter {filter!r}: {one_line(e.message)}") from None
             raise StoreError(f"search failed: {one_line(e.message)}") from None
+        nodes = result.nodes or []
+        shown = await self.collection.visible(nodes)
         return [
             _source(node, float(score))
-            for node, score in zip(result.nodes or [], result.similarities or [], strict=True)
+            for node, score, show in zip(nodes, result.similarities or [], shown, strict=True)
+            if show
         ]
 
 

@@ -19,6 +19,7 @@ from asyncrag.config import Settings
 from asyncrag.embed.base import Embedder
 from asyncrag.results import CollectionStats
 from asyncrag.store import expr, milvus
+from asyncrag.store.coalesce import Coalescer
 from asyncrag.store.manifest import DocumentRecord, Manifest
 from asyncrag.store.manifest import ensure as ensure_manifest
 from asyncrag.store.vector_store import CoalescingMilvusVectorStore
@@ -37,6 +38,8 @@ class Collection:
         self.store = store
         self.manifest = manifest or Manifest(store.async_client, store.collection_name, timeout=store.request_timeout_s)
         self.writable = writable
+        self._has_records: bool | None = writable or None  # None: not yet asked (a collection opened to read)
+        self._lookups: Coalescer[None, str, DocumentRecord | None] | None = None
 
     @classmethod
     async def open(
@@ -77,7 +80,7 @@ class Collection:
         """Create the records' collection if it is missing (sync: Lite's async client cannot)."""
         if not self.writable:
             await asyncio.to_thread(ensure_manifest, self.store.client, self.name)
-            self.writable = True
+            self.writable = self._has_records = True
 
     # -- document records ----------------------------------------------------------------------
 
@@ -93,6 +96,34 @@ class Collection:
 
     async def delete_records(self, doc_ids: Sequence[str]) -> None:
         await self.manifest.delete(doc_ids)
+
+    async def visible(self, nodes: Sequence[BaseNode]) -> list[bool]:
+        """Whether each chunk belongs to the version of its document that is all stored.
+
+        Searches show nothing else: not a version being written (the old one stays visible until
+        the new one is complete), nor one a crash left half-written. The records are read after
+        the search, and a document is marked "writing" before its first chunk is written, so a
+        chunk a search found is never newer than the record that judges it. Concurrent searches
+        share the lookups (one query per batch). A chunk without a version, or a collection
+        without records, was not written by asyncrag's pipeline: it is shown.
+        """
+        ids = {n.ref_doc_id for n in nodes if n.ref_doc_id and n.metadata.get(VERSION_FIELD)}
+        if not ids or not await self._records_exist():
+            return [True] * len(nodes)
+        if self._lookups is None:  # created lazily: it belongs to the running event loop
+            self._lookups = Coalescer(self._lookup_batch, max_items=500, max_in_flight=2)
+        found = dict(zip(ids, await asyncio.gather(*(self._lookups.submit(None, i) for i in ids)), strict=True))
+        return [_shows(found.get(n.ref_doc_id or ""), n) for n in nodes]
+
+    async def _lookup_batch(self, _: None, doc_ids: list[str]) -> list[DocumentRecord | None]:
+        records = await self.manifest.get(set(doc_ids), consistency_level=self.store.consistency_level)
+        return [records.get(i) for i in doc_ids]
+
+    async def _records_exist(self) -> bool:
+        if self._has_records is None:
+            name = self.manifest.name
+            self._has_records = bool(await asyncio.to_thread(self.store.client.has_collection, name))
+        return self._has_records
 
     # -- chunks ----------------------------------------------------------------------------------
 
@@ -130,6 +161,11 @@ class Collection:
 
     async def _delete_chunks(self, filter: str) -> None:
         await self.store.async_client.delete(self.name, filter=filter, timeout=self.store.request_timeout_s)
+
+
+def _shows(record: DocumentRecord | None, node: BaseNode) -> bool:
+    version = node.metadata.get(VERSION_FIELD)
+    return not version or (record is not None and record.version == version)
 
 
 async def read_stats(settings: Settings) -> CollectionStats:

@@ -20,6 +20,7 @@ every chunk of it is stored.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -51,12 +52,23 @@ class DocumentRecord:
     def complete(self) -> bool:
         return bool(self.hash) and not self.writing
 
+    @property
+    def version(self) -> str:
+        """The version whose chunks are all stored ("" while none is): the only one searches may show."""
+        return version_of(self.hash, self.fingerprint) if self.hash else ""
+
     def row(self) -> dict[str, Any]:
         return {**asdict(self), _VECTOR: [0.0, 0.0]}
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> DocumentRecord:
         return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
+def version_of(content_hash: str, fingerprint: str) -> str:
+    """A version of a document: its content and the settings that chunked and embedded it.
+    Every chunk carries it (metadata `version`); chunk ids derive from it."""
+    return hashlib.sha256(f"{content_hash}|{fingerprint}".encode()).hexdigest()[:16]
 
 
 def manifest_name(collection: str) -> str:
@@ -92,7 +104,7 @@ class Manifest:
         self.name = manifest_name(collection)
         self.timeout = timeout  # per request: see CoalescingMilvusVectorStore.request_timeout_s
 
-    async def get(self, doc_ids: Iterable[str]) -> dict[str, DocumentRecord]:
+    async def get(self, doc_ids: Iterable[str], consistency_level: str = "Strong") -> dict[str, DocumentRecord]:
         ids = list(doc_ids)
         found: dict[str, DocumentRecord] = {}
         for i in range(0, len(ids), _ID_BATCH):
@@ -100,7 +112,7 @@ class Manifest:
                 self.name,
                 filter=expr.is_in("doc_id", ids[i : i + _ID_BATCH]),
                 output_fields=list(DocumentRecord.__dataclass_fields__),
-                consistency_level="Strong",
+                consistency_level=consistency_level,
                 timeout=self.timeout,
             )
             found.update((row["doc_id"], DocumentRecord.from_row(row)) for row in rows)
