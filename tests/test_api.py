@@ -7,6 +7,7 @@ test_api_quality.py asks the real model real questions.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -412,7 +413,7 @@ async def test_upload_stores_good_files_reports_bad_ones_and_never_leaves_the_up
     assert all(str(db) not in reason for reason in failed.values())  # no path of the upload dir
 
     folder = db / "uploads" / job["id"]
-    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "report.pdf"]  # failures are not kept
+    assert sorted(p.name for p in folder.iterdir()) == [".job.json", "notes.txt", "report.pdf"]  # failures are not kept
     assert not (db / "etc").exists() and not (db / "uploads" / "etc").exists()
 
     hits = (await client.post("/v1/search", json={"query": "x", "filter": 'file_name == "notes.txt"'})).json()
@@ -611,7 +612,30 @@ async def test_shutdown_finishes_the_running_job_and_cancels_queued_ones(tmp_pat
     jobs = app.state.server.jobs
     assert jobs.get(first["id"]).status == "done" and jobs.get(first["id"]).report.chunks == 1
     assert jobs.get(second["id"]).status == "cancelled"
-    assert not (tmp_path / "up" / second["id"]).exists()
+    assert [p.name for p in (tmp_path / "up" / second["id"]).iterdir()] == [".job.json"]  # its uploads are gone
+    async with serving(settings, hash_embedder, upload_dir=tmp_path / "up") as (app, client):  # after a restart
+        assert (await client.get(f"/v1/jobs/{first['id']}")).json()["status"] == "done"
+        assert (await client.get(f"/v1/jobs/{second['id']}")).json()["status"] == "cancelled"
+
+
+async def test_jobs_a_hard_stop_left_are_taken_up_at_start(tmp_path: Path, hash_embedder) -> None:
+    """kill -9 leaves a job "running" in its state file, and a folder whose job was never recorded."""
+    settings = settings_for(str(tmp_path / "milvus.db"))
+    up = tmp_path / "up"
+    (up / "0123456789abcdef").mkdir(parents=True)
+    (up / "0123456789abcdef" / "heron.txt").write_text("The heron Quillon guards the north pond.")
+    running = {"id": "0123456789abcdef", "status": "running", "files": ["0123456789abcdef/heron.txt"],
+               "files_total": 1, "chunks": 3}
+    (up / "0123456789abcdef" / ".job.json").write_text(json.dumps(running))
+    (up / "fedcba9876543210").mkdir()
+    (up / "fedcba9876543210" / "orphan.txt").write_text("uploaded, never recorded")
+    async with serving(settings, hash_embedder, upload_dir=up) as (_, client):
+        job = await wait_for(client, "0123456789abcdef")
+        assert job["status"] == "done" and job["report"]["files"] == 1 and job["chunks"] == 1
+        assert not (up / "fedcba9876543210").exists()
+        listed = (await client.get("/v1/documents")).json()["documents"]
+        assert [d["id"] for d in listed] == ["0123456789abcdef/heron.txt"]
+        assert json.loads((up / "0123456789abcdef" / ".job.json").read_text())["status"] == "done"
 
 
 async def test_the_page_and_its_assets_are_served_by_the_app_with_no_cdn(

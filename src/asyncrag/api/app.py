@@ -74,6 +74,7 @@ def create_app(
                 log.warning("no LLM: answers will be the retrieved passages (%s)", e)
                 chat_model = None
             app.state.server = Server(rag, options, metrics, chat_model.name if chat_model else None)
+            app.state.server.jobs.resume()
             yield
             await app.state.server.jobs.aclose()
         finally:

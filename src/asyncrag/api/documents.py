@@ -9,6 +9,7 @@ from starlette.datastructures import UploadFile
 
 from asyncrag.api import models as m
 from asyncrag.api.deps import ApiError, ServerDep
+from asyncrag.api.jobs import MAX_JOBS_KEPT
 
 router = APIRouter(tags=["documents"])
 
@@ -58,14 +59,18 @@ async def job(job_id: str, server: ServerDep) -> m.Job:
     """An ingest job's status, progress and, when done, its per-file report."""
     found = server.jobs.get(job_id)
     if found is None:
-        raise ApiError(404, "not_found", f"no job {job_id!r} (jobs live in the server's memory until it restarts)")
+        raise ApiError(404, "not_found", f"no job {job_id!r} (the server keeps the last {MAX_JOBS_KEPT})")
     return found
 
 
 @router.get("/v1/documents")
 async def documents(server: ServerDep) -> m.DocumentList:
-    """Every document in the collection, with its chunk count (from the collection's document records)."""
-    stored = await server.rag.documents()
+    """Every document with a complete version (what searches show), with its chunk count.
+
+    A document whose first version is still being written (or was left half-written by a crash)
+    is not listed: its upload job tells how it goes.
+    """
+    stored = [d for d in await server.rag.documents() if d.hash]
     docs = [m.Document(id=server.public(d.doc_id), name=Path(d.doc_id).name, chunks=d.chunks) for d in stored]
     return m.DocumentList(documents=docs)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import secrets
 import shutil
@@ -31,6 +32,7 @@ from asyncrag.results import IngestReport
 log = logging.getLogger(__name__)
 MAX_NAME_BYTES = 200  # a file system's limit is 255 bytes; room for the "-2" of a second upload of one name
 MAX_JOBS_KEPT = 1000
+STATE_FILE = ".job.json"  # in the job's folder; never an upload's name (safe_name strips leading dots)
 
 
 def safe_name(name: str | None) -> str:
@@ -58,6 +60,38 @@ class Jobs:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._one_at_a_time = asyncio.Lock()
 
+    def resume(self) -> None:
+        """Take up the jobs an earlier server left (each job's state is kept in its folder).
+
+        Finished ones are listed again; queued or running ones (the server was stopped hard) run
+        again: ingesting is incremental, so what was complete is kept, and a half-written
+        document is redone (searches never showed it: `Collection.visible`). A folder left
+        without a state (stopped between storing the uploads and recording the job) is removed.
+        """
+        if not self.upload_root.is_dir():
+            return
+        states = []
+        for folder in self.upload_root.iterdir():
+            state = folder / STATE_FILE
+            if folder.is_dir() and re.fullmatch(r"[0-9a-f]{16}", folder.name):
+                if state.is_file():
+                    states.append((state.stat().st_mtime, state))
+                else:
+                    log.warning("removing %s: uploads of a job that was never recorded", folder.name)
+                    shutil.rmtree(folder, ignore_errors=True)
+        for _, state in sorted(states)[-MAX_JOBS_KEPT:]:
+            try:
+                job = m.Job.model_validate_json(state.read_bytes())
+            except (OSError, ValueError) as e:
+                log.warning("cannot read the state of job %s (%s); leaving it", state.parent.name, e)
+                continue
+            self._jobs[job.id] = job
+            if job.status in ("queued", "running"):
+                log.info("resuming job %s (%d files)", job.id, job.files_total)
+                job.status = "queued"
+                paths = [p for f in job.files if (p := self.upload_root / f).is_file()]
+                self._tasks[job.id] = asyncio.ensure_future(self._run(job, paths))
+
     def get(self, job_id: str) -> m.Job | None:
         """The job, or None: never made, or forgotten (past `MAX_JOBS_KEPT` jobs the oldest finished ones go)."""
         return self._jobs.get(job_id)
@@ -68,6 +102,7 @@ class Jobs:
         folder = self.upload_root / job_id
         paths = await asyncio.to_thread(_save, folder, uploads)
         job = m.Job(id=job_id, status="queued", files=[f"{job_id}/{p.name}" for p in paths], files_total=len(paths))
+        await asyncio.to_thread(self._keep, job)
         self._jobs[job_id] = job
         self._forget_old()
         self._tasks[job_id] = asyncio.ensure_future(self._run(job, paths))
@@ -77,6 +112,7 @@ class Jobs:
         try:
             async with self._one_at_a_time:
                 job.status = "running"
+                await asyncio.to_thread(self._keep, job)
                 started = time.perf_counter()
                 report = await self.rag.ingest(
                     list(paths), on_progress=lambda p: self._progress(job, time.perf_counter() - started, p)
@@ -97,6 +133,8 @@ class Jobs:
             self.metrics.ingested("done", report)
         finally:
             self._tasks.pop(job.id, None)
+            if job.status != "running":  # cancelled while running (shutdown): it is taken up again at start
+                self._keep(job)
             if job.status == "failed":
                 self.metrics.ingested("failed", None)
 
@@ -127,10 +165,20 @@ class Jobs:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         for job in queued:
             job.status = "cancelled"
-            shutil.rmtree(self.upload_root / job.id, ignore_errors=True)
+            for name in job.files:
+                (self.upload_root / name).unlink(missing_ok=True)
+            self._keep(job)
             self.metrics.ingested("cancelled", None)
 
 
+
+
+    def _keep(self, job: m.Job) -> None:
+        """Write the job's state into its folder, atomically (a restart reads it: `resume`)."""
+        state = self.upload_root / job.id / STATE_FILE
+        temporary = state.with_suffix(".tmp")
+        temporary.write_text(job.model_dump_json())
+        os.replace(temporary, state)
 
 
 def _save(folder: Path, uploads: list[UploadFile]) -> list[Path]:
