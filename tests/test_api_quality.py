@@ -7,8 +7,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -36,13 +37,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_serve(tmp_path: Path, port: int) -> subprocess.Popen[str]:
+def start_serve(tmp_path: Path, port: int, **settings: str) -> subprocess.Popen[str]:
     """`asyncrag serve` in its own process, with the key "k", up and answering."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCRAG_")}
     env.update(ASYNCRAG_CONFIG="", ASYNCRAG_URI=str(tmp_path / "serve.db"), ASYNCRAG_LLM="none", ASYNCRAG_API_KEY="k")
+    env.update({f"ASYNCRAG_{k.upper()}": v for k, v in settings.items()})
     command = [sys.executable, "-c", "from asyncrag.cli import app; app()", "serve", "--port", str(port)]
+    log = open(tmp_path / f"serve-{port}.log", "a")  # noqa: SIM115 - the server's, closed with the process
     server = subprocess.Popen(
-        [*command, "--upload-dir", str(tmp_path / "up")], env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True
+        [*command, "--upload-dir", str(tmp_path / "up")], env=env, cwd=tmp_path, stderr=log, text=True
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -92,6 +95,90 @@ def test_a_200_mb_body_costs_the_server_nothing(tmp_path: Path) -> None:
         server.wait()
 
 
+class Searcher(threading.Thread):
+    """Searches the server for `words` all the time, noting when each hit was seen (down: it waits)."""
+
+    def __init__(self, url: str, words: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.words = url, words
+        self.hits: list[tuple[float, str]] = []
+        self.searches = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        auth = {"authorization": "Bearer k"}
+        with httpx.Client(timeout=30) as client:
+            while not self.stop.is_set():
+                try:
+                    r = client.post(f"{self.url}/v1/search", json={"query": self.words, "top_k": 20}, headers=auth)
+                except httpx.TransportError:
+                    time.sleep(0.2)
+                    continue
+                now = time.time()
+                if r.status_code == 200:
+                    self.searches += 1
+                    self.hits += [(now, s["text"]) for s in r.json()["sources"] if "quokka" in s["text"]]
+
+
+@pytest.mark.slow
+def test_kill_9_mid_job_shows_nothing_half_written_and_loses_no_job(tmp_path: Path) -> None:
+    """Issue 19: `kill -9` of the server at three points of a job, a searcher running throughout.
+
+    It must never see a chunk of the document before its version is complete; after each restart
+    the job is there and runs again; at the end the document is whole, once.
+    """
+    text = "\n\n".join(f"Paragraph {i}: the quokka number {i} lives on Rottnest Island." * 3 for i in range(300))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    auth = {"authorization": "Bearer k"}
+    slow = {"embed_batch_size": "8", "embed_rps": "6"}  # ~4 s of embedding: time to kill it midway
+    server = start_serve(tmp_path, port, **slow)
+    searcher = Searcher(url, "quokka Rottnest Island")
+    searcher.start()
+    try:
+        job = httpx.post(f"{url}/v1/documents", files=[("files", ("quokkas.txt", text.encode()))], headers=auth).json()
+        seen = []
+
+        def kill_when(ready: Callable[[dict], bool]) -> None:
+            nonlocal server
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                state = httpx.get(f"{url}/v1/jobs/{job['id']}", headers=auth).json()
+                if ready(state):
+                    break
+                time.sleep(0.05)
+            seen.append(state["status"])
+            server.kill()  # SIGKILL: nothing runs after it
+            server.wait()
+            server = start_serve(tmp_path, port, **slow)
+
+        kill_when(lambda j: True)  # at once: queued, or just started
+        kill_when(lambda j: j["status"] == "running" and j["chunks"] >= 40)  # midway
+        kill_when(lambda j: j["status"] == "running" and j["chunks"] >= 120)  # near the end
+        deadline = time.monotonic() + 180
+        while (state := httpx.get(f"{url}/v1/jobs/{job['id']}", headers=auth).json())["status"] != "done":
+            assert state["status"] in ("queued", "running") and time.monotonic() < deadline, state
+            time.sleep(0.2)
+        time.sleep(1)
+        searcher.stop.set()
+        searcher.join()
+        documents = httpx.get(f"{url}/v1/documents", headers=auth).json()["documents"]
+        stats = httpx.get(f"{url}/v1/stats", headers=auth).json()
+    finally:
+        searcher.stop.set()
+        server.kill()
+        server.wait()
+    assert set(seen) <= {"queued", "running"} and len(seen) == 3
+    assert state["report"]["files"] == 1 and state["chunks"] == documents[0]["chunks"] >= 150
+    assert stats["chunks"] == documents[0]["chunks"]  # no chunk twice, no leftover of a killed run
+    with RAG(uri=str(tmp_path / "serve.db"), collection="asyncrag") as rag:
+        (record,) = [d for d in rag.documents() if d.doc_id.endswith("quokkas.txt")]
+    assert record.complete
+    assert searcher.searches > 20 and searcher.hits  # it searched throughout, and found the document at the end
+    early = [t for t, _ in searcher.hits if t < record.updated_at]
+    assert not early, f"{len(early)} hits before the document was complete"
+
+
 @pytest.mark.slow
 def test_serve_command_binds_loopback_and_shuts_down_cleanly(tmp_path: Path) -> None:
     port = free_port()
@@ -106,7 +193,8 @@ def test_serve_command_binds_loopback_and_shuts_down_cleanly(tmp_path: Path) -> 
             headers={"authorization": "Bearer k"},
         ).json()
         server.send_signal(signal.SIGINT)  # a running ingest job finishes before the server stops
-        _, stderr = server.communicate(timeout=120)
+        server.wait(timeout=120)
+        stderr = (tmp_path / f"serve-{port}.log").read_text()
     finally:
         server.kill()
     assert server.returncode == 0, stderr
