@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, Request
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.datastructures import UploadFile
 
 from asyncrag.api import models as m
@@ -12,6 +13,22 @@ from asyncrag.api.deps import ApiError, ServerDep
 from asyncrag.api.jobs import MAX_JOBS_KEPT
 
 router = APIRouter(tags=["documents"])
+
+
+class _AnyText(Convertor[str]):
+    """A document id is a path, and a path may hold any character: Starlette's `path` convertor
+    (`.*`) stops at a newline, so such a document could not be deleted."""
+
+    regex = r"[\s\S]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("any_text", _AnyText())
 
 UPLOAD_BODY = {
     "requestBody": {
@@ -75,7 +92,7 @@ async def documents(server: ServerDep) -> m.DocumentList:
     return m.DocumentList(documents=docs)
 
 
-@router.delete("/v1/documents/{doc_id:path}", responses={404: {"model": m.ErrorResponse}})
+@router.delete("/v1/documents/{doc_id:any_text}", responses={404: {"model": m.ErrorResponse}})
 async def delete(doc_id: str, server: ServerDep) -> m.Deleted:
     """Delete a document's chunks and record (and, for an upload, its file)."""
     if "\0" in doc_id:  # no path holds one (and pathlib raises on it)
