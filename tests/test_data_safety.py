@@ -200,6 +200,10 @@ def test_a_database_open_in_another_process_is_one_line(env: dict[str, str], sto
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
         one_line_error(run(env, "stats"), "another process has the Milvus Lite database", "Milvus server")
+        real = subprocess.run([ASYNCRAG, "stats"], capture_output=True, text=True, env={**os.environ, **env},
+                              timeout=120, check=False)  # a real process: Lite logged a 21-line traceback first
+        assert real.returncode == 2 and real.stderr.count("\n") == 1, real.stderr
+        assert real.stderr.startswith("error: another process has the Milvus Lite database")
     finally:
         holder.kill()
         holder.wait()

@@ -123,11 +123,12 @@ def _start(
     """Process-wide set-up belongs to the program, not to the library it imports."""
     state["debug"] = debug or os.environ.get("ASYNCRAG_DEBUG", "") not in ("", "0")
     # gRPC's C core logs connection chatter ("too_many_pings" GOAWAYs from Milvus Lite's in-process
-    # server) straight to stderr; pymilvus logs every failed RPC with a traceback. Real failures reach
-    # us as exceptions, reported per command.
+    # server) straight to stderr; pymilvus logs every failed RPC with a traceback, and Milvus Lite a
+    # database it cannot open. Real failures reach us as exceptions, reported per command.
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: models load from local folders only
     logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+    logging.getLogger("milvus_lite").setLevel(logging.CRITICAL)  # e.g. its lock error, with a traceback
     log = logging.getLogger("asyncrag")
     if not any(isinstance(h, _StatusHandler) for h in log.handlers):
         log.addHandler(_StatusHandler())
