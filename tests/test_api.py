@@ -25,6 +25,7 @@ from asyncrag.rag import AsyncRAG
 CITED = [1]  # what ScriptedLLM's answer cites
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
+ROOT = Path(__file__).resolve().parents[1]
 KEY = "s3cret-key"
 DOCS_ASSETS = ["favicon.png", "swagger-ui-bundle.js", "swagger-ui.css"]
 
@@ -461,6 +462,25 @@ async def test_documents_from_the_cli_are_listed_and_deletable_by_their_id(clien
     brewing = next(d for d in listed if d.endswith("brewing-guide.txt"))
     assert (await client.delete(f"/v1/documents/{brewing}")).status_code == 200
     assert brewing not in [d["id"] for d in (await client.get("/v1/documents")).json()["documents"]]
+
+
+async def test_no_path_of_the_server_reaches_a_client(app: FastAPI, client: httpx.AsyncClient) -> None:
+    """CLI-ingested documents' ids are this machine's paths: clients see them relative to the
+    source root (the server's folder), else as "…/folder/name", and delete them by that name."""
+    question = {"question": "When was the cooperative founded?"}
+    seen = [s["source"] for s in (await client.post("/v1/ask", json=question)).json()["sources"]]
+    seen += [d["id"] for d in (await client.get("/v1/documents")).json()["documents"]]
+    chat = await client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "tea"}]})
+    assert seen and not any(s.startswith("/") for s in seen) and str(ROOT) not in chat.text
+    assert "examples/corpus/about.md" in seen
+    server = app.state.server
+    saved, server.source_root = server.source_root, ROOT / "tests"  # the corpus is outside it
+    try:
+        listed = [d["id"] for d in (await client.get("/v1/documents")).json()["documents"]]
+        assert "…/corpus/about.md" in listed
+        assert (await client.delete("/v1/documents/…/corpus/none.md")).status_code == 404
+    finally:
+        server.source_root = saved
 
 
 async def test_upload_limits(app: FastAPI, client: httpx.AsyncClient) -> None:

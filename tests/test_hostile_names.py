@@ -238,18 +238,23 @@ async def _wait(client: Client, job_id: str) -> dict:
     raise AssertionError("the job did not finish")
 
 
+def listed_as(path: Path) -> str:
+    """A CLI-ingested document's id as the server lists it: relative to its working directory."""
+    return str(path.relative_to(Path.cwd()))
+
+
 async def http_list(client: Client, corpus: dict[str, Path]) -> None:
     listed = {d["id"]: d for d in (await client.get("/v1/documents")).json()["documents"]}
-    assert set(listed) == {str(p) for p in corpus.values()}
+    assert set(listed) == {listed_as(p) for p in corpus.values()}
     assert {d["name"] for d in listed.values()} == set(HOSTILE)
 
 
 async def http_delete(client: Client, corpus: dict[str, Path]) -> None:
     for name in HOSTILE[:8]:
-        r = await client.delete("/v1/documents/" + quote(str(corpus[name]), safe="/"))
+        r = await client.delete("/v1/documents/" + quote(listed_as(corpus[name]), safe="/"))
         assert r.status_code == 200 and r.json()["chunks"] == 1, r.text
     listed = {d["id"] for d in (await client.get("/v1/documents")).json()["documents"]}
-    assert listed == {str(corpus[n]) for n in HOSTILE[8:]}
+    assert listed == {listed_as(corpus[n]) for n in HOSTILE[8:]}
     for bad in ['x" or doc_id != "y', "%00", "..%2f..%2fetc", quote(HOSTILE[9])]:
         assert (await client.delete("/v1/documents/" + bad)).status_code == 404
     assert len((await client.get("/v1/documents")).json()["documents"]) == len(HOSTILE) - 8
@@ -264,14 +269,14 @@ async def http_job(client: Client, corpus: dict[str, Path]) -> None:
 async def http_search(client: Client, corpus: dict[str, Path]) -> None:
     for i, name in enumerate(HOSTILE):
         found = (await client.post("/v1/search", json={"query": marker(i), "mode": "sparse", "top_k": 1})).json()
-        assert found["sources"][0]["source"] == str(corpus[name])
+        assert found["sources"][0]["source"] == listed_as(corpus[name])
         assert (await client.post("/v1/search", json={"query": name})).status_code == 200
 
 
 async def http_ask(client: Client, corpus: dict[str, Path]) -> None:
     for i in (0, 6, 10):
         answer = (await client.post("/v1/ask", json={"question": marker(i), "mode": "sparse"})).json()
-        assert answer["sources"][0]["source"] == str(corpus[HOSTILE[i]])
+        assert answer["sources"][0]["source"] == listed_as(corpus[HOSTILE[i]])
     assert (await client.post("/v1/ask", json={"question": HOSTILE[0], "history": HOSTILE})).status_code == 200
 
 

@@ -465,6 +465,10 @@ def serve(
     ] = None,
     max_upload_mb: Annotated[float | None, typer.Option(help="Largest upload request, in MiB [default: 50]")] = None,
     max_files: Annotated[int | None, typer.Option(help="Most files in one upload request [default: 20]")] = None,
+    source_root: Annotated[
+        str | None,
+        typer.Option(help="Documents under this folder are named relative to it [default: the current folder]"),
+    ] = None,
     allowed_host: Annotated[
         list[str] | None,
         typer.Option(
@@ -492,7 +496,10 @@ def serve(
     try:
         settings = Settings.load(collection=collection, uri=uri, token=token, llm=llm)
         options = ServeOptions.from_env(
-            upload_dir=Path(upload_dir) if upload_dir else None, max_upload_mb=max_upload_mb, max_files=max_files
+            upload_dir=Path(upload_dir) if upload_dir else None,
+            max_upload_mb=max_upload_mb,
+            max_files=max_files,
+            source_root=Path(source_root) if source_root else None,
         )
         given = allowed_host or os.environ.get("ASYNCRAG_ALLOWED_HOSTS", "").split(",")
         options = dataclasses.replace(options, allowed_hosts=allowed_hosts(host, given))

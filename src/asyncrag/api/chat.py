@@ -62,7 +62,7 @@ def _question(body: ChatRequest) -> tuple[str, list[str]]:
 
 
 def _footer(server: Server, sources: list[Source]) -> str:
-    public = [Source(s.text, s.score, server.public(s.source), s.page) for s in sources]
+    public = [Source(s.text, s.score, server.source_name(s.source), s.page) for s in sources]
     return "\n\nSources:\n" + "\n".join(citations(public)) if sources else ""
 
 

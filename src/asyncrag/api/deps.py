@@ -32,6 +32,7 @@ class ServeOptions:
     max_upload_mb: float = 50.0  # per request, all files together
     max_files: int = 20  # per request
     max_json_mb: float = 1.0  # any other request body (a question and its history is ~200 KB at most)
+    source_root: Path | None = None  # documents under it are named relative to it; None: the working directory
     allowed_hosts: tuple[str, ...] = LOOPBACK  # the Host names it answers to ("*": any); see api/guard.py
 
     @classmethod
@@ -70,11 +71,25 @@ class Server:
         self.metrics = metrics
         self.llm_name = llm_name  # None: answers are the retrieved passages
         self.upload_root = Path(options.upload_dir).expanduser().resolve()
+        self.source_root = Path(options.source_root or Path.cwd()).expanduser().resolve()
         self.jobs = Jobs(rag, self.upload_root, metrics, self.public)
 
+    def source_name(self, source: str) -> str:
+        """What a client sees of a document's id (a path on this machine, for files ingested by the
+        CLI): relative to the upload folder or the source root, else its folder and name after "…/".
+        The listing shows it and DELETE takes it back (`documents.delete`)."""
+        for root in (self.upload_root, self.source_root):
+            prefix = str(root).rstrip(os.sep) + os.sep
+            if source.startswith(prefix):
+                return source[len(prefix) :]
+        if source.startswith(os.sep):
+            return "…/" + "/".join(source.rsplit(os.sep, 2)[-2:]).lstrip("/")
+        return source
+
     def public(self, text: str) -> str:
-        """`text` without this machine's paths: upload paths become document ids, the database path a word."""
-        text = text.replace(str(self.upload_root) + os.sep, "")
+        """A message without this machine's paths: uploads and sources as clients name them, the database a word."""
+        for root in (self.upload_root, self.source_root):
+            text = text.replace(str(root).rstrip(os.sep) + os.sep, "")
         uri = self.rag.settings.uri
         return text.replace(uri, "<database>") if milvus.is_local(uri) else text
 
@@ -82,7 +97,7 @@ class Server:
         return m.SourceOut(
             text=s.text,
             score=s.score,
-            source=self.public(s.source),
+            source=self.source_name(s.source),
             page=s.page,
             start=s.start,
             end=s.end,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -88,25 +89,29 @@ async def documents(server: ServerDep) -> m.DocumentList:
     is not listed: its upload job tells how it goes.
     """
     stored = [d for d in await server.rag.documents() if d.hash]
-    docs = [m.Document(id=server.public(d.doc_id), name=Path(d.doc_id).name, chunks=d.chunks) for d in stored]
+    docs = [m.Document(id=server.source_name(d.doc_id), name=Path(d.doc_id).name, chunks=d.chunks) for d in stored]
     return m.DocumentList(documents=docs)
 
 
-@router.delete("/v1/documents/{doc_id:any_text}", responses={404: {"model": m.ErrorResponse}})
+@router.delete(
+    "/v1/documents/{doc_id:any_text}", responses={404: {"model": m.ErrorResponse}, 409: {"model": m.ErrorResponse}}
+)
 async def delete(doc_id: str, server: ServerDep) -> m.Deleted:
-    """Delete a document's chunks and record (and, for an upload, its file)."""
-    if "\0" in doc_id:  # no path holds one (and pathlib raises on it)
-        raise ApiError(404, "not_found", "no document with a NUL character in its id: GET /v1/documents lists them")
-    uploaded = (server.upload_root / doc_id).resolve()
-    managed = uploaded.is_relative_to(server.upload_root) and uploaded != server.upload_root
-    source = str(uploaded) if managed else doc_id
-    known = {d.doc_id: d for d in await server.rag.documents()}
-    if source not in known:
+    """Delete a document's chunks and record (and, for an upload, its file), by its id as listed.
+
+    The id is matched against the listed ones, never used as a path: nothing outside the
+    collection's documents can be reached, whatever it holds.
+    """
+    matches = [d for d in await server.rag.documents() if server.source_name(d.doc_id) == doc_id]
+    if not matches:
         raise ApiError(404, "not_found", f"no document {doc_id!r}: GET /v1/documents lists them")
-    await server.rag.delete([source])
-    if managed:
-        uploaded.unlink(missing_ok=True)
-    return m.Deleted(id=doc_id, chunks=known[source].chunks)
+    if len(matches) > 1:
+        raise ApiError(409, "ambiguous", f"{len(matches)} documents are listed as {doc_id!r}: use `asyncrag delete`")
+    (document,) = matches
+    await server.rag.delete([document.doc_id])
+    if document.doc_id.startswith(str(server.upload_root) + os.sep):
+        Path(document.doc_id).unlink(missing_ok=True)
+    return m.Deleted(id=doc_id, chunks=document.chunks)
 
 
 @router.get("/v1/stats")
