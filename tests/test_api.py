@@ -549,6 +549,81 @@ async def test_openai_client_streams(app: FastAPI) -> None:
     assert chunks[-1].choices[0].finish_reason == "stop" and len({c.id for c in chunks}) == 1
 
 
+async def test_openai_usage_max_tokens_and_checked_fields(app: FastAPI, hash_embedder) -> None:
+    from asyncrag.ingest.chunk import token_counter
+
+    async with openai_client(app) as ai:
+        ask = {"model": "asyncrag", "messages": [{"role": "user", "content": "When was the cooperative founded?"}]}
+        whole = await ai.chat.completions.create(**ask)
+        assert whole.usage.prompt_tokens > 0 and whole.usage.completion_tokens > 10
+        assert whole.usage.total_tokens == whole.usage.prompt_tokens + whole.usage.completion_tokens
+        cut = await ai.chat.completions.create(**ask, max_tokens=5)
+        assert cut.choices[0].finish_reason == "length" and 0 < cut.usage.completion_tokens <= 5
+        assert whole.choices[0].message.content.startswith(cut.choices[0].message.content)
+        stream = await ai.chat.completions.create(**ask, max_completion_tokens=5, stream=True)
+        chunks = [c async for c in stream]
+        assert chunks[-1].choices[0].finish_reason == "length"
+        assert "".join(c.choices[0].delta.content or "" for c in chunks) == cut.choices[0].message.content
+    count = token_counter(hash_embedder.tokenizer_file)
+    assert count is None or cut.usage.completion_tokens == len(count(cut.choices[0].message.content))
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost")
+    for field, value in [("temperature", 3), ("n", 2), ("max_tokens", 0)]:
+        r = await client.post("/v1/chat/completions", json={**ask, field: value})
+        assert field in error_of(r, 422)
+
+
+async def test_openai_client_embeds_with_the_collections_model(app: FastAPI) -> None:
+    server = app.state.server
+    model = await server.rag.embedder()
+    async with openai_client(app) as ai:  # it asks for base64 unless told
+        got = await ai.embeddings.create(model="asyncrag", input=["heron", "the north pond"])
+        floats = await ai.embeddings.create(model="asyncrag", input="heron", encoding_format="float")
+    assert [d.index for d in got.data] == [0, 1] and got.usage.prompt_tokens > 0
+    expected = model.embed(["heron", "the north pond"])
+    for datum, vector in zip(got.data, expected, strict=True):
+        assert datum.embedding == pytest.approx(vector, abs=1e-6)
+    assert floats.data[0].embedding == pytest.approx(expected[0], abs=1e-6)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost")
+    assert "token ids" in error_of(await client.post("/v1/embeddings", json={"input": [1, 2, 3]}), 400)
+    assert "dimensions" in error_of(await client.post("/v1/embeddings", json={"input": "x", "dimensions": 7}), 400)
+    assert "at most" in error_of(await client.post("/v1/embeddings", json={"input": ["x"] * 300}), 400)
+
+
+async def test_an_answer_nobody_waits_for_is_not_written() -> None:
+    """A non-streamed /v1/ask or chat whose client went away is cancelled (it generated for ~30 s)."""
+    import asyncio
+
+    from asyncrag.api.answers import unless_gone
+
+    class Gone:
+        async def is_disconnected(self) -> bool:
+            return True
+
+    class Here:
+        async def is_disconnected(self) -> bool:
+            return False
+
+    cancelled = asyncio.Event()
+
+    async def long_answer() -> str:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "never"
+
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(unless_gone(Gone(), long_answer()), 5)  # type: ignore[arg-type]
+    assert cancelled.is_set()
+
+    async def quick() -> str:
+        await asyncio.sleep(0.3)
+        return "done"
+
+    assert await unless_gone(Here(), quick()) == "done"  # type: ignore[arg-type]
+
+
 async def test_openai_client_sees_errors_and_auth(app: FastAPI) -> None:
     import openai
 

@@ -286,6 +286,11 @@ async def http_chat(client: Client, corpus: dict[str, Path]) -> None:
     assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]
 
 
+async def http_embeddings(client: Client, corpus: dict[str, Path]) -> None:
+    r = await client.post("/v1/embeddings", json={"input": HOSTILE})
+    assert r.status_code == 200 and len(r.json()["data"]) == len(HOSTILE)
+
+
 async def http_stats(client: Client, corpus: dict[str, Path]) -> None:
     assert (await client.get("/v1/stats")).json()["documents"] == len(HOSTILE)
 
@@ -302,6 +307,7 @@ HTTP_CASES: dict[tuple[str, str], Callable[[Client, dict[str, Path]], object]] =
     ("post", "/v1/search"): http_search,
     ("post", "/v1/ask"): http_ask,
     ("post", "/v1/chat/completions"): http_chat,
+    ("post", "/v1/embeddings"): http_embeddings,
     ("get", "/v1/stats"): http_stats,
     ("get", "/v1/models"): lambda c, corpus: http_plain(c, corpus, "/v1/models"),
     ("get", "/healthz"): lambda c, corpus: http_plain(c, corpus, "/healthz"),

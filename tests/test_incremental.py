@@ -537,8 +537,8 @@ async def test_a_search_never_sees_a_version_before_it_is_complete(
 
         async def write(self: Collection, nodes: list) -> None:
             await real_write(self, nodes)
-            records = await self.get_records([str(doc), str(new)])
             texts = [s.text for s in await rag.search("facts", k=100)]
+            records = await self.get_records([str(doc), str(new)])  # after: what it says held when searched
             omega, zebra = sum("Omega" in t for t in texts), sum("Zebra" in t for t in texts)
             old = sum("Alpha" in t for t in texts)
             replaced = records[str(doc)].writing == ""  # the new version is complete

@@ -208,7 +208,7 @@ class AsyncRAG:
     @_milvus_errors
     async def ask(
         self, question: str, k: int | None = None, filter: str = "", on_token: OnToken | None = None,
-        mode: SearchMode | None = None, history: Sequence[str] = (),
+        mode: SearchMode | None = None, history: Sequence[str] = (), max_tokens: int | None = None,
     ) -> Answer:
         """Answer `question` from the `k` best chunks, citing them as [n].
 
@@ -217,6 +217,7 @@ class AsyncRAG:
         quoted from the sources, or written by the LLM when the `answer_mode` setting says so
         (query/answer.py); an LLM's tokens stream to `on_token`. If the LLM cannot load, fails,
         or its answer fails the checks, the quoted answer replaces it and `Answer.llm_error` says why.
+        `max_tokens` lowers the `max_answer_tokens` setting for this answer.
         """
         query = condense(question, history)
         sources = await self.search(query, k, filter, mode)
@@ -231,9 +232,8 @@ class AsyncRAG:
             return await answer.extracted(question, sources, embedder, asked, llm_error=str(e))
         if llm is None:
             return await answer.extracted(question, sources, embedder, asked)
-        found = await answer.generated(
-            llm, question, sources, embedder, self.settings.max_answer_tokens, on_token, asked
-        )
+        cap = min(self.settings.max_answer_tokens, max_tokens or self.settings.max_answer_tokens)
+        found = await answer.generated(llm, question, sources, embedder, cap, on_token, asked)
         if found.llm_error:
             log.warning("%s", found.llm_error)
         return found
@@ -310,7 +310,7 @@ class RAG:
 
     def ask(
         self, question: str, k: int | None = None, filter: str = "", on_token: OnToken | None = None,
-        mode: SearchMode | None = None, history: Sequence[str] = (),
+        mode: SearchMode | None = None, history: Sequence[str] = (), max_tokens: int | None = None,
     ) -> Answer:
         """`AsyncRAG.ask`, blocking until the answer is complete.
 

@@ -24,7 +24,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from asyncrag.api import chat, documents, health, search
+from asyncrag.api import chat, documents, embeddings, health, search
 from asyncrag.api import models as m
 from asyncrag.api.deps import ApiError, ServeOptions, Server, require_key
 from asyncrag.api.guard import Guard, error_response
@@ -104,7 +104,7 @@ def create_app(
 def _add_routes(app: FastAPI) -> None:
     """Every route needs the key (when one is set) but liveness, which tells nothing about the data."""
     app.include_router(health.public_router)
-    for routes in (health.router, search.router, documents.router, chat.router):
+    for routes in (health.router, search.router, documents.router, chat.router, embeddings.router):
         app.include_router(routes, dependencies=[Depends(require_key)])
 
 

@@ -7,6 +7,7 @@ or from each other: `app.py` imports them all to wire the app, so nothing may im
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,6 +19,7 @@ from asyncrag.api import models as m
 from asyncrag.api.guard import ANY_HOST, LOOPBACK, key_matches
 from asyncrag.api.jobs import Jobs
 from asyncrag.api.metrics import Metrics
+from asyncrag.ingest.chunk import token_counter
 from asyncrag.rag import AsyncRAG
 from asyncrag.results import Answer, Source
 from asyncrag.store import milvus
@@ -73,6 +75,15 @@ class Server:
         self.upload_root = Path(options.upload_dir).expanduser().resolve()
         self.source_root = Path(options.source_root or Path.cwd()).expanduser().resolve()
         self.jobs = Jobs(rag, self.upload_root, metrics, self.public)
+        self._tokens: Callable[[str], int] | None = None
+
+    async def count_tokens(self, text: str) -> int:
+        """Tokens of `text` by the collection's embedding model's tokenizer (OpenAI's `usage`; words
+        when the model has no tokenizer file, as a remote one)."""
+        if self._tokens is None:
+            count = token_counter((await self.rag.embedder()).tokenizer_file)
+            self._tokens = (lambda t: len(count(t))) if count else (lambda t: len(t.split()))
+        return self._tokens(text)
 
     def source_name(self, source: str) -> str:
         """What a client sees of a document's id (a path on this machine, for files ingested by the

@@ -6,11 +6,11 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
 from asyncrag.api import models as m
-from asyncrag.api.answers import answer_tokens
+from asyncrag.api.answers import answer_tokens, unless_gone
 from asyncrag.api.deps import Server, ServerDep, require_json
 from asyncrag.config import SearchMode
 
@@ -25,7 +25,7 @@ async def search(body: m.SearchRequest, server: ServerDep) -> m.SearchResponse:
 
 
 @router.post("/v1/ask", response_model=m.AskResponse, responses={200: {"content": {"text/event-stream": {}}}})
-async def ask(body: m.AskRequest, server: ServerDep) -> Any:
+async def ask(body: m.AskRequest, server: ServerDep, request: Request) -> Any:
     """An answer from the best passages, citing them as [1], [2], ...; streamed as SSE when `stream` is true.
 
     The stream's events: `token` ({"text"}) as the answer is written, then `sources` (a list),
@@ -33,7 +33,8 @@ async def ask(body: m.AskRequest, server: ServerDep) -> Any:
     made, and the LLM's status). An LLM answer that fails its checks is replaced in `done`.
     """
     if not body.stream:
-        found = await server.rag.ask(body.question, body.top_k, body.filter, mode=body.mode, history=body.history)
+        asked = server.rag.ask(body.question, body.top_k, body.filter, mode=body.mode, history=body.history)
+        found = await unless_gone(request, asked)
         return server.answer_out(found)
     return StreamingResponse(
         await answer_events(server, body.question, body.top_k, body.filter, body.mode, body.history),

@@ -61,7 +61,8 @@ def node_id(doc_id: str, version: str, unit: int | None, page: int | None, posit
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def _token_counter(tokenizer_file: Path | None) -> Callable[[str], list[int]] | None:
+def token_counter(tokenizer_file: Path | None) -> Callable[[str], list[int]] | None:
+    """The model's tokenizer as a function of text (None: no tokenizer file; tiktoken counts then)."""
     if tokenizer_file is None:
         return None
     from tokenizers import Tokenizer
@@ -90,7 +91,7 @@ def make_splitter(spec: ChunkSpec) -> SentenceSplitter:
     return _Splitter.from_defaults(
         chunk_size=spec.chunk_size,
         chunk_overlap=spec.chunk_overlap,
-        tokenizer=_token_counter(spec.tokenizer_file),
+        tokenizer=token_counter(spec.tokenizer_file),
         include_prev_next_rel=False,  # ids are set after splitting; nothing must point at the old ones
     )
 
