@@ -122,7 +122,7 @@ class AsyncRAG:
 
     async def store(self, create: bool = False) -> CoalescingMilvusVectorStore:
         """The collection's vector store (LlamaIndex's `MilvusVectorStore`, coalescing)."""
-        return (await self.collection(create)).store
+        return await (await self.collection(create)).open_store()
 
     async def llm(self) -> ChatModel | None:
         """The configured LLM, None for "none"; raises LLMUnavailable (saying how to configure one)."""
@@ -207,7 +207,9 @@ class AsyncRAG:
         if mode is not None and mode not in SEARCH_MODES:
             raise ConfigError(f"search mode must be one of {', '.join(SEARCH_MODES)}, not {mode!r}")
         if self._retriever is None:
-            self._retriever = Retriever(await self.collection(), await self.embedder())
+            collection = await self.collection()
+            await collection.open_store()
+            self._retriever = Retriever(collection, await self.embedder())
         return await self._retriever.retrieve(question, k, filter, mode or self.settings.search_mode)
 
     @_milvus_errors

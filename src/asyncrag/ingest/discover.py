@@ -104,9 +104,9 @@ def discover(paths: list[str | Path], max_file_bytes: float, doc_id_prefix: str 
 def _not_a_file(given: Path) -> str | None:
     if given.is_file():
         return None if given.suffix.lower() in SUFFIXES else f"unsupported file type ({SUPPORTED})"
-    if given.is_symlink():
-        return "broken symbolic link"
-    return "not a regular file (a pipe, device or socket)" if given.exists() else "no such file or directory"
+    if given.exists():
+        return "not a regular file (a pipe, device or socket)"
+    return "broken symbolic link" if given.is_symlink() else "no such file or directory"
 
 
 def _walk(folder: Path) -> tuple[list[Path], list[Failure], list[Failure]]:

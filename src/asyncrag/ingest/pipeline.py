@@ -544,6 +544,8 @@ async def ingest(
     reports += unchanged
     await collection.put_records(restat)
 
+    if todo or options.prune:  # only now the chunks' store: a run with nothing to do never loads it
+        await collection.open_store()  # (and a collection of another model is refused here, in one line)
     pipeline = Pipeline(collection, embedder, chunk_spec, limits, on_progress, len(todo))
     try:
         if todo:

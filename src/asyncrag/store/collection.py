@@ -12,31 +12,49 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 from llama_index.core.schema import BaseNode
+from pymilvus import AsyncMilvusClient, MilvusClient
 
 from asyncrag.config import Settings
 from asyncrag.embed.base import Embedder
+from asyncrag.errors import milvus_errors
 from asyncrag.results import CollectionStats
 from asyncrag.store import expr, milvus
 from asyncrag.store.coalesce import Coalescer
-from asyncrag.store.manifest import DocumentRecord, Manifest
+from asyncrag.store.manifest import DocumentRecord, Manifest, manifest_name
 from asyncrag.store.manifest import ensure as ensure_manifest
 from asyncrag.store.vector_store import CoalescingMilvusVectorStore
 
+REQUEST_TIMEOUT_S: float | None = CoalescingMilvusVectorStore.model_fields["request_timeout_s"].default
 VERSION_FIELD = "version"  # each chunk's metadata: the version of its document it belongs to
 
 
 class Collection:
     """A collection's chunks (in `store`) and its document records (in `manifest`).
 
+    The chunks' store is opened on first need (`open_store`): an ingest with nothing to do, or a
+    listing of the documents, reads the records alone, and Milvus Lite, which loads a collection's
+    data whole when it is first touched, never loads the chunks (python-doc: 87 MB).
     `writable` says whether the records' collection is known to exist: reading commands never
     create anything, so a collection opened for reading is made writable on the first ingest.
     """
 
-    def __init__(self, store: CoalescingMilvusVectorStore, manifest: Manifest | None = None, *, writable: bool = True):
-        self.store = store
-        self.manifest = manifest or Manifest(store.async_client, store.collection_name, timeout=store.request_timeout_s)
+    def __init__(
+        self,
+        store: CoalescingMilvusVectorStore | None = None,
+        manifest: Manifest | None = None,
+        *,
+        writable: bool = True,
+        opener: _StoreOpener | None = None,
+    ) -> None:
+        if store is None and opener is None:
+            raise ValueError("a Collection needs its store, or the means to open it")
+        self._store, self._opener = store, opener
+        self.manifest = manifest or Manifest(
+            self.store.async_client, self.store.collection_name, timeout=self.store.request_timeout_s
+        )
         self.writable = writable
         self._has_records: bool | None = writable or None  # None: not yet asked (a collection opened to read)
         self._lookups: Coalescer[None, str, DocumentRecord | None] | None = None
@@ -47,46 +65,65 @@ class Collection:
     ) -> Collection:
         """The collection `settings` names; only `create=True` (ingest) makes it where missing.
 
-        Milvus is asked before `embedder()` loads the model: a wrong URI or name fails in a moment.
-        Raises StoreError when Milvus does not answer, the collection is missing, or it holds
-        vectors of another embedding model.
+        Milvus is asked first: a wrong URI or name fails in a moment, before any model loads.
+        Raises StoreError when Milvus does not answer or the collection is missing; a collection
+        holding vectors of another embedding model is refused when its store is opened.
         """
         s = settings
         client = milvus.connect(s.uri, s.token, create=create)
         try:
             if not create:
                 milvus.require_collection(client, s.uri, s.collection)
-            model = await embedder()
-            # Built on the event loop's thread: its async client belongs to this loop.
-            store = milvus.open_store(
-                client,
-                s.uri,
-                s.collection,
-                embedder=model,
-                create=create,
-                token=s.token,
-                consistency_level=s.consistency_level,
-                bm25=s.bm25,
-            )
-        finally:
+            with milvus_errors(f"Milvus at {s.uri} refused the records of {s.collection!r}"):
+                if create:
+                    ensure_manifest(client, s.collection)
+                elif client.has_collection(manifest_name(s.collection)):
+                    client.load_collection(manifest_name(s.collection))  # written by another process: released
+            # Made on the event loop's thread: an async client belongs to its loop.
+            aclient = AsyncMilvusClient(uri=s.uri, token=s.token, **milvus.client_options(s.uri))
+        except BaseException:
             client.close()
-        return cls(store, writable=create)
+            raise
+        manifest = Manifest(aclient, s.collection, timeout=REQUEST_TIMEOUT_S)
+        opener = _StoreOpener(settings, embedder, create, client, aclient)
+        return cls(manifest=manifest, writable=create, opener=opener)
+
+    @property
+    def store(self) -> CoalescingMilvusVectorStore:
+        """The chunks' store; `open_store` first (RuntimeError when it is not open)."""
+        if self._store is None:
+            raise RuntimeError("the collection's store is not open: await open_store() first")
+        return self._store
+
+    async def open_store(self) -> CoalescingMilvusVectorStore:
+        """Open the chunks' store (creating it for an ingest), once. Raises StoreError when it holds
+        vectors of another embedding model."""
+        if self._store is None:
+            assert self._opener is not None
+            self._store = await self._opener.open()
+        return self._store
 
     @property
     def name(self) -> str:
-        return self.store.collection_name
+        return self._opener.settings.collection if self._store is None and self._opener else self.store.collection_name
+
+    @property
+    def _client(self) -> MilvusClient:
+        return self._opener.client if self._opener is not None else self.store.client
 
     async def make_writable(self) -> None:
         """Create the records' collection if it is missing (sync: Lite's async client cannot)."""
         if not self.writable:
-            await asyncio.to_thread(ensure_manifest, self.store.client, self.name)
+            await asyncio.to_thread(ensure_manifest, self._client, self.name)
             self.writable = self._has_records = True
+            if self._opener is not None:
+                self._opener.create = True
 
     # -- document records ----------------------------------------------------------------------
 
     async def records(self) -> list[DocumentRecord]:
         """Every document record (any number: read through the sync client's iterator)."""
-        return await self.manifest.all(self.store.client)
+        return await self.manifest.all(self._client)
 
     async def get_records(self, doc_ids: Iterable[str]) -> dict[str, DocumentRecord]:
         return await self.manifest.get(doc_ids)
@@ -116,51 +153,82 @@ class Collection:
         return [_shows(found.get(n.ref_doc_id or ""), n) for n in nodes]
 
     async def _lookup_batch(self, _: None, doc_ids: list[str]) -> list[DocumentRecord | None]:
-        records = await self.manifest.get(set(doc_ids), consistency_level=self.store.consistency_level)
+        level = self._opener.settings.consistency_level if self._opener else self.store.consistency_level
+        records = await self.manifest.get(set(doc_ids), consistency_level=level)
         return [records.get(i) for i in doc_ids]
 
     async def _records_exist(self) -> bool:
         if self._has_records is None:
             name = self.manifest.name
-            self._has_records = bool(await asyncio.to_thread(self.store.client.has_collection, name))
+            self._has_records = bool(await asyncio.to_thread(self._client.has_collection, name))
         return self._has_records
 
     # -- chunks ----------------------------------------------------------------------------------
 
     async def write(self, nodes: Sequence[BaseNode]) -> None:
         """Upsert chunks (with their vectors); concurrent writes share requests (store/coalesce.py)."""
-        await self.store.async_add(list(nodes))
+        await (await self.open_store()).async_add(list(nodes))
 
     async def delete_other_versions(self, doc_id: str, version: str) -> None:
         """Delete the document's chunks of every version but `version` (its new one is all written)."""
-        await self._delete_chunks(expr.all_of(self._of(doc_id), expr.differs(VERSION_FIELD, version)))
+        await self._delete_chunks(doc_id, expr.differs(VERSION_FIELD, version))
 
     async def delete_version(self, doc_id: str, version: str) -> None:
         """Delete the document's chunks of `version` (half-written by a run that failed)."""
-        await self._delete_chunks(expr.all_of(self._of(doc_id), expr.equals(VERSION_FIELD, version)))
+        await self._delete_chunks(doc_id, expr.equals(VERSION_FIELD, version))
 
     async def delete_documents(self, doc_ids: Sequence[str]) -> None:
         """Delete these documents: their chunks first, then their records (a crash between leaves
         a record whose chunks are gone, which the next run rewrites, never chunks without one)."""
-        await self.store.adelete_documents(doc_ids)
+        await (await self.open_store()).adelete_documents(doc_ids)
         await self.manifest.delete(doc_ids)
 
     async def flush(self) -> None:
-        """Seal what was written: searches right after read sealed segments (fast), not the memtable."""
-        await asyncio.to_thread(self.store.client.flush, self.name)
+        """Seal what was written: searches right after read sealed segments (fast), not the memtable.
+        A store never opened was not written to."""
+        if self._store is not None:
+            await asyncio.to_thread(self._store.client.flush, self.name)
 
     async def close(self) -> None:
-        """Finish pending writes and searches, then close both clients."""
-        await self.store.aflush_pending()
-        if self.store.aclient is not None:
-            await self.store.aclient.close()
-        self.store.client.close()
+        """Finish pending writes and searches, then close every client."""
+        if self._store is not None:
+            await self._store.aflush_pending()
+            if self._store.aclient is not None:
+                await self._store.aclient.close()
+            self._store.client.close()
+        if self._opener is not None:
+            await self._opener.aclient.close()
+            self._opener.client.close()
 
-    def _of(self, doc_id: str) -> str:
-        return expr.equals(self.store.doc_id_field, doc_id)
+    async def _delete_chunks(self, doc_id: str, which: str) -> None:
+        store = await self.open_store()
+        filter = expr.all_of(expr.equals(store.doc_id_field, doc_id), which)
+        await store.async_client.delete(self.name, filter=filter, timeout=store.request_timeout_s)
 
-    async def _delete_chunks(self, filter: str) -> None:
-        await self.store.async_client.delete(self.name, filter=filter, timeout=self.store.request_timeout_s)
+
+@dataclass
+class _StoreOpener:
+    """What opening a collection's chunk store takes, kept until it is first needed."""
+
+    settings: Settings
+    embedder: Callable[[], Awaitable[Embedder]]
+    create: bool
+    client: MilvusClient  # the sync client the records use too
+    aclient: AsyncMilvusClient  # the records' async client
+
+    async def open(self) -> CoalescingMilvusVectorStore:
+        s = self.settings
+        model = await self.embedder()
+        return milvus.open_store(
+            self.client,
+            s.uri,
+            s.collection,
+            embedder=model,
+            create=self.create,
+            token=s.token,
+            consistency_level=s.consistency_level,
+            bm25=s.bm25,
+        )
 
 
 def _shows(record: DocumentRecord | None, node: BaseNode) -> bool:
