@@ -189,5 +189,5 @@ def test_the_pipeline_limits_come_from_the_settings_of_the_same_names() -> None:
     limits = Limits.from_settings(settings)
     assert (limits.embed_batch_size, limits.parse_workers, limits.pdf_pages_per_task) == (8, 2, 4)
     assert (limits.max_file_mb, limits.max_concurrency, limits.embed_rps) == (5, 3, 1.5)
-    assert limits.flush_every_rows == 4000  # Milvus Lite: small segments keep its memory peak low
+    assert limits.flush_every_rows == 2000  # Milvus Lite: small segments keep its memory peak low
     assert Limits.from_settings(settings.override(uri="http://milvus:19530")).flush_every_rows is None
