@@ -43,6 +43,7 @@ from rich.table import Table
 from asyncrag.embed.local import LocalEmbedder, load_minilm
 from asyncrag.ingest.chunk import ChunkSpec, chunk_spec_for, make_splitter
 from asyncrag.ingest.parse import Unit, parse, plan
+from asyncrag.ingest.pipeline import Limits
 from asyncrag.rag import AsyncRAG
 from asyncrag.store.milvus import release_lite
 
@@ -55,7 +56,9 @@ def chunk_texts(files: list[Path], spec: ChunkSpec) -> list[str]:
     """The exact texts asyncrag embeds, made the way its pipeline makes them (not timed)."""
     from llama_index.core.schema import MetadataMode
 
-    units: list[Unit] = [u for f in files for u in plan(Unit(f, str(f), str(f), ""), 10_000, 1 << 30)]
+    limits = Limits()  # cut into units as the pipeline cuts them: a big text file's chunks end at its stretches
+    cut = (limits.pdf_pages_per_task, limits.text_bytes_per_unit)
+    units = [u for f in files for u in plan(Unit(f, str(f), str(f), ""), *cut)]
     return [n.get_content(metadata_mode=MetadataMode.EMBED) for u in units for n in parse(u, spec)]
 
 
