@@ -96,7 +96,7 @@ async def chat_completions(body: ChatRequest, server: ServerDep, request: Reques
     reply = _Reply(body.model)
     if body.stream:
         return StreamingResponse(reply.chunks(server, items, body.cap), media_type="text/event-stream")
-    answer = (await unless_gone(request, _last(items)))
+    answer = await unless_gone(request, _last(items))
     out = server.answer_out(answer)
     content, finish = await _capped(server, out.answer.strip() + _footer(server, answer.sources), body.cap)
     prompt = await server.count_tokens("\n".join(msg.text() for msg in body.messages))

@@ -85,12 +85,15 @@ class Server:
             self._tokens = (lambda t: len(count(t))) if count else (lambda t: len(t.split()))
         return self._tokens(text)
 
+    def _prefixes(self) -> list[str]:
+        """What a client never sees of a path: the folders uploads and sources are named relative to."""
+        return [str(root).rstrip(os.sep) + os.sep for root in (self.upload_root, self.source_root)]
+
     def source_name(self, source: str) -> str:
         """What a client sees of a document's id (a path on this machine, for files ingested by the
         CLI): relative to the upload folder or the source root, else its folder and name after "…/".
         The listing shows it and DELETE takes it back (`documents.delete`)."""
-        for root in (self.upload_root, self.source_root):
-            prefix = str(root).rstrip(os.sep) + os.sep
+        for prefix in self._prefixes():
             if source.startswith(prefix):
                 return source[len(prefix) :]
         if source.startswith(os.sep):
@@ -99,8 +102,8 @@ class Server:
 
     def public(self, text: str) -> str:
         """A message without this machine's paths: uploads and sources as clients name them, the database a word."""
-        for root in (self.upload_root, self.source_root):
-            text = text.replace(str(root).rstrip(os.sep) + os.sep, "")
+        for prefix in self._prefixes():
+            text = text.replace(prefix, "")
         uri = self.rag.settings.uri
         return text.replace(uri, "<database>") if milvus.is_local(uri) else text
 

@@ -37,7 +37,7 @@ async def embeddings(body: EmbeddingRequest, server: ServerDep) -> dict[str, Any
     embedder = await server.rag.embedder()
     if body.dimensions not in (None, embedder.dim):
         raise ApiError(400, "invalid_request", f"dimensions: this model makes {embedder.dim}, not {body.dimensions}")
-    strings = [str(t) for t in texts]
+    strings = [t for t in texts if isinstance(t, str)]  # all of them (checked above); typed for the embedder
     vectors = await asyncio.to_thread(embedder.embed, strings)
     tokens = sum([await server.count_tokens(t) for t in strings])
     data = [

@@ -170,8 +170,8 @@ def check_pdf_pages(path: Path, first: int, last: int) -> None:
                     )
         except ReadError:
             raise
-        except Exception:  # noqa: BLE001 - not pypdf's to judge: PDFium reads it or says why not
-            pass
+        except Exception as e:  # noqa: BLE001 - not pypdf's to judge: PDFium reads it or says why not
+            logging.getLogger(__name__).debug("pypdf could not measure %s (%s); PDFium reads it", path, e)
 
 
 def _content_bytes(contents: Any) -> int:
