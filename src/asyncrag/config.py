@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from asyncrag.errors import ConfigError
+from asyncrag.store import tenants
 
 ENV_PREFIX = "ASYNCRAG_"
 LLM_NAMES = ("local", "llamacpp", "transformers", "none")
@@ -55,6 +56,11 @@ class Settings(BaseSettings):
     token: str = Field("", repr=False)
     collection: str = Field("asyncrag", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
     consistency_level: Literal["Strong", "Session", "Bounded", "Eventually"] = "Strong"
+    # Work within one tenant of a shared collection (store/tenants.py); None: the whole collection.
+    tenant: str | None = Field(None, pattern=f"^{tenants.NAME_PATTERN}$")
+    # Per-tenant quotas on what `serve` accepts (documents stored, their bytes); None: no limit.
+    tenant_max_documents: int | None = Field(None, ge=1)
+    tenant_max_mb: float | None = Field(None, gt=0)
 
     # "minilm" (bundled all-MiniLM-L6-v2), a local sentence-transformers folder, or "openai:MODEL".
     embed_model: str = Field("minilm", min_length=1)
@@ -91,8 +97,9 @@ class Settings(BaseSettings):
     @field_validator("collection")
     @classmethod
     def _not_a_manifest(cls, collection: str) -> str:
-        if collection.endswith("__documents"):
-            raise ValueError("names ending in __documents are reserved for asyncrag's document records")
+        for suffix, what in (("__documents", "document records"), ("__keys", "API keys")):
+            if collection.endswith(suffix):
+                raise ValueError(f"names ending in {suffix} are reserved for asyncrag's {what}")
         return collection
 
     @field_validator("llm")
@@ -161,4 +168,6 @@ def _describe(error: ValidationError, given: dict[str, Any]) -> str:
         return f"unknown setting {name!r} ({_source(name, given)}); known settings: {known}"
     if first["type"] == "string_pattern_mismatch" and name == "collection":
         message = "use letters, digits and underscores, starting with a letter or underscore"
+    if first["type"] == "string_pattern_mismatch" and name == "tenant":
+        message = tenants.NAME_RULE
     return f"invalid setting {name} = {first['input']!r} ({_source(name, given)}): {message}"

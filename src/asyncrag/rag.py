@@ -10,6 +10,7 @@ Models load lazily: `stats()` needs no embedding model, `search()` no LLM.
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import functools
 import logging
@@ -23,7 +24,7 @@ from anyio.from_thread import start_blocking_portal
 
 from asyncrag.config import SEARCH_MODES, TOP_K_MAX, SearchMode, Settings
 from asyncrag.embed import Embedder, load_embedder
-from asyncrag.errors import AsyncRAGError, ConfigError, StoreError, milvus_errors
+from asyncrag.errors import AsyncRAGError, ConfigError, milvus_errors
 from asyncrag.ingest.chunk import ChunkSpec, chunk_spec_for
 from asyncrag.ingest.pipeline import Limits, Options, Progress, delete_documents, ingest
 from asyncrag.llm import ChatModel, load_llm
@@ -32,7 +33,7 @@ from asyncrag.query.answer import OnToken
 from asyncrag.query.condense import condense
 from asyncrag.query.retrieve import Retriever
 from asyncrag.results import Answer, CollectionStats, DocumentInfo, IngestReport, Source
-from asyncrag.store import milvus, reindex
+from asyncrag.store import manifest, milvus, reindex, tenants
 from asyncrag.store.collection import Collection, read_stats
 from asyncrag.store.vector_store import CoalescingMilvusVectorStore
 
@@ -83,8 +84,15 @@ class AsyncRAG:
         self.settings = settings.override(**overrides) if settings else Settings.load(**overrides)
         self._embedder = embedder
         self._llm: ChatModel | None = _UNSET if llm is None or isinstance(llm, str) else llm
-        self._collection: Collection | None = None
+        self._collection: Collection | None = None  # as `tenant` sees it
         self._retriever: Retriever | None = None
+        self._views: dict[str | None, AsyncRAG] = {}  # for_tenant's, sharing this one's clients
+        self._owner = True  # a view (for_tenant) closes nothing: its clients are its owner's
+
+    @property
+    def tenant(self) -> str | None:
+        """The tenant this works within (the `tenant` setting); None: the whole collection."""
+        return self.settings.tenant
 
     async def __aenter__(self) -> AsyncRAG:
         return self
@@ -94,7 +102,7 @@ class AsyncRAG:
 
     async def aclose(self) -> None:
         """Finish pending writes and searches and close the Milvus clients."""
-        if self._collection is not None:
+        if self._collection is not None and self._owner:
             await self._collection.close()
             self._collection = None
             self._retriever = None
@@ -115,10 +123,42 @@ class AsyncRAG:
         vectors of another embedding model.
         """
         if self._collection is None:
-            self._collection = await Collection.open(self.settings, self.embedder, create=create)
+            whole = await Collection.open(self.settings, self.embedder, create=create)
+            try:
+                self._collection = await whole.scoped(self.tenant) if self.tenant else whole
+            except BaseException:
+                await whole.close()
+                raise
         elif create:  # opened for reading first
             await self._collection.make_writable()
         return self._collection
+
+    async def for_tenant(self, tenant: str | None) -> AsyncRAG:
+        """This collection as `tenant` sees it (None: the whole of it): the same Milvus clients,
+        models and batches, every call within the tenant (store/tenants.py). Servers make one per
+        tenant they serve; closing a view closes nothing. Raises StoreError for a collection
+        made before tenants (`reindex` adds the field)."""
+        if tenant == self.tenant:
+            return self
+        view = self._views.get(tenant)
+        if view is None:
+            mine = await self.collection()
+            await mine.open_store()
+            view = copy.copy(self)
+            view.settings = self.settings.override(tenant=tenant) if tenant else self.settings.model_copy(
+                update={"tenant": None}
+            )
+            view._collection = await mine.scoped(tenant)
+            view._retriever = (await self._retriever_for(mine)).scoped(view._collection)
+            view._views, view._owner = {}, False
+            self._views[tenant] = view
+        return view
+
+    async def _retriever_for(self, collection: Collection) -> Retriever:
+        if self._retriever is None:
+            await collection.open_store()
+            self._retriever = Retriever(collection, await self.embedder())
+        return self._retriever
 
     async def store(self, create: bool = False) -> CoalescingMilvusVectorStore:
         """The collection's vector store (LlamaIndex's `MilvusVectorStore`, coalescing)."""
@@ -161,7 +201,7 @@ class AsyncRAG:
         include opening the collection (on Milvus Lite, most of an unchanged run's time).
         """
         started = time.perf_counter()
-        report = await ingest(
+        report: IngestReport = await ingest(
             paths,
             await self.collection(create=True),
             embedder=await self.embedder(),
@@ -170,21 +210,27 @@ class AsyncRAG:
             options=Options(**options),
             on_progress=on_progress,
         )
-        return dataclasses.replace(report, seconds=time.perf_counter() - started)
+        shown = [dataclasses.replace(d, doc_id=self._shown(d.doc_id)) if d.doc_id else d for d in report.documents]
+        return dataclasses.replace(report, documents=shown, seconds=time.perf_counter() - started)
+
+    def _shown(self, doc_id: str) -> str:
+        return tenants.shown_id(self.tenant, doc_id)
 
     @_milvus_errors
     async def documents(self) -> list[DocumentInfo]:
         """Every stored document: id, source, chunks, content hash, whether complete, when written."""
         records = await (await self.collection()).records()
+        shown = self._shown
         return sorted(
-            (DocumentInfo(r.doc_id, r.source, r.chunks, r.hash, r.complete, r.updated_at) for r in records),
+            (DocumentInfo(shown(r.doc_id), r.source, r.chunks, r.hash, r.complete, r.updated_at) for r in records),
             key=lambda d: d.doc_id,
         )
 
     @_milvus_errors
     async def delete(self, doc_ids: list[str]) -> list[str]:
         """Delete these documents' chunks and records; returns the ids that were stored."""
-        return await delete_documents(doc_ids, await self.collection())
+        stored = [tenants.scoped_id(self.tenant, d) for d in doc_ids]
+        return [self._shown(d) for d in await delete_documents(stored, await self.collection())]
 
     @_milvus_errors
     async def search(
@@ -206,11 +252,8 @@ class AsyncRAG:
             raise ConfigError(f"top_k (-k) must be between 1 and {TOP_K_MAX}, not {k}")
         if mode is not None and mode not in SEARCH_MODES:
             raise ConfigError(f"search mode must be one of {', '.join(SEARCH_MODES)}, not {mode!r}")
-        if self._retriever is None:
-            collection = await self.collection()
-            await collection.open_store()
-            self._retriever = Retriever(collection, await self.embedder())
-        return await self._retriever.retrieve(question, k, filter, mode or self.settings.search_mode)
+        retriever = await self._retriever_for(await self.collection())
+        return await retriever.retrieve(question, k, filter, mode or self.settings.search_mode)
 
     @_milvus_errors
     async def ask(
@@ -247,35 +290,46 @@ class AsyncRAG:
 
     @_milvus_errors
     async def reindex(self) -> int | None:
-        """Give the collection today's schema (a BM25 field, for sparse and hybrid search),
-        keeping its vectors: nothing is embedded again. Returns the rows copied, or None when the
-        collection already has it. Safe to kill and run again (store/reindex.py)."""
+        """Give the collection today's schema (a BM25 field, for sparse and hybrid search, where
+        the server has BM25; the tenant field), keeping its vectors: nothing is embedded again.
+        Returns the rows copied, or None when the collection already has it. Safe to kill and
+        run again (store/reindex.py)."""
         s = self.settings
         client = milvus.connect(s.uri, s.token)
         try:
-            if reindex.finish_interrupted(client, s.collection):
-                log.info("finished the swap of a reindex that was interrupted")
-            old = await self.store()  # the collection's model must be the configured one
-            if old.builtin_sparse:
-                return None
-            if not old.server_has_bm25:
-                raise StoreError(f"Milvus at {s.uri} has no BM25 (it arrived in Milvus 2.5): nothing to add")
-            temp = reindex.temporary_name(s.collection)
-            if client.has_collection(temp):  # a copy that a killed run left incomplete
-                client.drop_collection(temp)
-            copy = milvus.open_store(client, s.uri, temp, embedder=await self.embedder(), token=s.token)
-            await Collection(copy).close()
-            copied = await asyncio.to_thread(reindex.copy_rows, client, s.collection, temp)
-            await self.aclose()
-            await asyncio.to_thread(reindex.swap, client, s.collection)
+            records = manifest.manifest_name(s.collection)
+            for name in (s.collection, records):
+                if reindex.finish_interrupted(client, name):
+                    log.info("finished the swap of a reindex of %s that was interrupted", name)
+            old = await (await self.collection()).open_store()  # the collection's model must be the configured one
+            copied = None
+            if not old.has_tenants or (old.server_has_bm25 and not old.builtin_sparse):
+                temp = reindex.temporary_name(s.collection)
+                if client.has_collection(temp):  # a copy that a killed run left incomplete
+                    client.drop_collection(temp)
+                copy = milvus.open_store(client, s.uri, temp, embedder=await self.embedder(), token=s.token)
+                await Collection(copy).close()
+                copied = await asyncio.to_thread(reindex.copy_rows, client, s.collection, temp, {tenants.FIELD: ""})
+                await self.aclose()
+                await asyncio.to_thread(reindex.swap, client, s.collection)
+            if client.has_collection(records) and not milvus.has_field(client, records, tenants.FIELD):
+                await self.aclose()
+                temp = reindex.temporary_name(records)
+                if client.has_collection(temp):
+                    client.drop_collection(temp)
+                manifest.create(client, temp)
+                moved = await asyncio.to_thread(reindex.copy_rows, client, records, temp, {tenants.FIELD: ""})
+                await asyncio.to_thread(reindex.swap, client, records)
+                copied = (copied or 0) + moved
             return copied
         finally:
             client.close()
 
     @_milvus_errors
     async def stats(self) -> CollectionStats:
-        """Documents, chunks, embedding model and dimension of this collection (no model is loaded)."""
-        return await read_stats(self.settings)
+        """Documents, chunks, embedding model and dimension of this collection, or of the tenant's
+        part of it (no model is loaded)."""
+        return await read_stats(self.settings, self.tenant)
 
     @_milvus_errors
     async def collections(self) -> list[CollectionStats]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from asyncrag.ingest.read import SUFFIXES
 from asyncrag.results import Failure
+from asyncrag.store import tenants
 
 SUPPORTED = f"supported: {', '.join(sorted(SUFFIXES))}"
 
@@ -64,11 +65,18 @@ def in_shard(doc_id: str, shard: tuple[int, int] | None) -> bool:
     return int.from_bytes(hashlib.sha256(doc_id.encode()).digest()[:8], "big") % count == index
 
 
-def discover(paths: list[str | Path], max_file_bytes: float, doc_id_prefix: str | None = None) -> Discovery:
+def discover(
+    paths: list[str | Path], max_file_bytes: float, doc_id_prefix: str | None = None, tenant: str | None = None
+) -> Discovery:
     """Files under `paths` (folders recursively, hidden entries skipped), in order and one per document.
 
     In folders, files of other types are skipped quietly; a file named explicitly must be supported.
+    A tenant's ids are its own (store/tenants.py).
     """
+
+    def doc_id(path: Path, base: Path) -> str:
+        return tenants.scoped_id(tenant, doc_id_for(path, base, doc_id_prefix))
+
     found_ids: dict[str, Found] = {}
     result = Discovery()
     for given in map(Path, paths):
@@ -77,26 +85,27 @@ def discover(paths: list[str | Path], max_file_bytes: float, doc_id_prefix: str 
             found, errors, odd = _walk(given)
             result.failures += errors + odd
             result.blind |= bool(errors)
-            result.present.update(doc_id_for(Path(f.path), base, doc_id_prefix) for f in odd)
-            result.folders.append(str(given.resolve()) + os.sep if doc_id_prefix is None else doc_id_prefix)
+            result.present.update(doc_id(Path(f.path), base) for f in odd)
+            folder = str(given.resolve()) + os.sep if doc_id_prefix is None else doc_id_prefix
+            result.folders.append(tenants.scoped_id(tenant, folder))
             if not found and not errors:
                 result.failures.append(Failure(str(given), f"no files to ingest in this folder ({SUPPORTED})"))
         else:
             base = given.parent
-            result.named.add(doc_id_for(given, base, doc_id_prefix))
+            result.named.add(doc_id(given, base))
             problem = _not_a_file(given)
             if problem:
                 result.failures.append(Failure(str(given), problem))
                 continue
             found = [given]
         for path in found:
-            doc_id = doc_id_for(path, base, doc_id_prefix)
-            result.present.add(doc_id)
+            found_id = doc_id(path, base)
+            result.present.add(found_id)
             problem = _refusal(path, max_file_bytes)
             if problem:
                 result.failures.append(Failure(str(path), problem))
             else:
-                found_ids.setdefault(doc_id, Found(path, doc_id))
+                found_ids.setdefault(found_id, Found(path, found_id))
     result.files = list(found_ids.values())
     return result
 

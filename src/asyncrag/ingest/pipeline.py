@@ -532,7 +532,7 @@ async def ingest(
     """Bring `collection` up to date with `paths`; see the module docstring."""
     limits, options = limits or Limits(), options or Options()
     started = time.perf_counter()
-    found: Discovery = discover(paths, limits.max_file_mb * 2**20, options.doc_id_prefix)
+    found: Discovery = discover(paths, limits.max_file_mb * 2**20, options.doc_id_prefix, collection.tenant)
     files = [f for f in found.files if in_shard(f.doc_id, options.shard)]
     reports = [FileReport(f.path, None, Status.FAILED, error=f.reason) for f in found.failures]
     if len(files) < len(found.files):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 
 from llama_index.core.schema import BaseNode
 from llama_index.core.vector_stores.types import BasePydanticVectorStore, VectorStoreQuery, VectorStoreQueryMode
@@ -12,7 +13,6 @@ from asyncrag.config import SearchMode
 from asyncrag.embed import Embedder
 from asyncrag.errors import FilterError, StoreError, one_line
 from asyncrag.results import Source
-from asyncrag.store import expr
 from asyncrag.store.coalesce import Coalescer
 from asyncrag.store.collection import Collection
 
@@ -30,10 +30,21 @@ class Retriever:
         self.embedder = embedder
         self._embeddings: Coalescer[None, str, list[float]] | None = None
 
-    async def embed_query(self, text: str) -> list[float]:
+    def scoped(self, collection: Collection) -> Retriever:
+        """A retriever of `collection` (a tenant's view of this one's) sharing this one's query
+        embedding batches: a server's tenants share the model."""
+        view = copy.copy(self)
+        view.collection = collection
+        view._embeddings = self._coalescer()
+        return view
+
+    def _coalescer(self) -> Coalescer[None, str, list[float]]:
         if self._embeddings is None:  # created lazily: it belongs to the running event loop
             self._embeddings = Coalescer(self._embed_batch, max_items=64, max_in_flight=1)
-        return await self._embeddings.submit(None, text)
+        return self._embeddings
+
+    async def embed_query(self, text: str) -> list[float]:
+        return await self._coalescer().submit(None, text)
 
     async def _embed_batch(self, _: None, texts: list[str]) -> list[list[float]]:
         return await asyncio.to_thread(self.embedder.embed, texts)
@@ -62,7 +73,7 @@ class Retriever:
         Dense and hybrid searches embed the question (batched with concurrent ones); a sparse
         (BM25) search needs no embedding: Milvus scores the words.
         """
-        filter = expr.user_filter(filter)
+        within = self.collection.search_filter(filter)
         run = self.mode_for(mode)
         query = VectorStoreQuery(
             query_embedding=None if run == "sparse" else await self.embed_query(question),
@@ -71,10 +82,10 @@ class Retriever:
             mode=QUERY_MODES[run],
         )
         try:
-            result = await self.store.aquery(query, string_expr=filter)
+            result = await self.store.aquery(query, string_expr=within)
         except MilvusException as e:
-            if filter:
-                raise FilterError(f"invalid filter {filter!r}: {one_line(e.message)}") from None
+            if filter.strip():
+                raise FilterError(f"invalid filter {filter.strip()!r}: {one_line(e.message)}") from None
             raise StoreError(f"search failed: {one_line(e.message)}") from None
         nodes = result.nodes or []
         shown = await self.collection.visible(nodes)

@@ -11,6 +11,7 @@ these steps and retries them, and never builds a Milvus expression or calls a cl
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -19,15 +20,16 @@ from pymilvus import AsyncMilvusClient, MilvusClient
 
 from asyncrag.config import Settings
 from asyncrag.embed.base import Embedder
-from asyncrag.errors import milvus_errors
+from asyncrag.errors import StoreError, milvus_errors
 from asyncrag.results import CollectionStats
-from asyncrag.store import expr, milvus
+from asyncrag.store import expr, milvus, tenants
 from asyncrag.store.coalesce import Coalescer
 from asyncrag.store.manifest import DocumentRecord, Manifest, manifest_name
 from asyncrag.store.manifest import ensure as ensure_manifest
 from asyncrag.store.vector_store import CoalescingMilvusVectorStore
 
 REQUEST_TIMEOUT_S: float | None = CoalescingMilvusVectorStore.model_fields["request_timeout_s"].default
+_ID_BATCH = 500  # ids per `in [...]` expression
 VERSION_FIELD = "version"  # each chunk's metadata: the version of its document it belongs to
 
 
@@ -39,7 +41,12 @@ class Collection:
     data whole when it is first touched, never loads the chunks (python-doc: 87 MB).
     `writable` says whether the records' collection is known to exist: reading commands never
     create anything, so a collection opened for reading is made writable on the first ingest.
+
+    `tenant` (None: the whole collection) is the tenant every method works within
+    (store/tenants.py); `scoped` gives a view of one tenant that shares the clients and batches.
     """
+
+    tenant: str | None = None
 
     def __init__(
         self,
@@ -75,16 +82,18 @@ class Collection:
             if not create:
                 milvus.require_collection(client, s.uri, s.collection)
             with milvus_errors(f"Milvus at {s.uri} refused the records of {s.collection!r}"):
+                records = manifest_name(s.collection)
                 if create:
                     ensure_manifest(client, s.collection)
-                elif client.has_collection(manifest_name(s.collection)):
-                    client.load_collection(manifest_name(s.collection))  # written by another process: released
+                elif client.has_collection(records):
+                    client.load_collection(records)  # written by another process: released
+                tenant_field = not client.has_collection(records) or milvus.has_field(client, records, tenants.FIELD)
             # Made on the event loop's thread: an async client belongs to its loop.
             aclient = AsyncMilvusClient(uri=s.uri, token=s.token, **milvus.client_options(s.uri))
         except BaseException:
             client.close()
             raise
-        manifest = Manifest(aclient, s.collection, timeout=REQUEST_TIMEOUT_S)
+        manifest = Manifest(aclient, s.collection, timeout=REQUEST_TIMEOUT_S, tenant_field=tenant_field)
         opener = _StoreOpener(settings, embedder, create, client, aclient)
         return cls(manifest=manifest, writable=create, opener=opener)
 
@@ -102,6 +111,23 @@ class Collection:
             assert self._opener is not None
             self._store = await self._opener.open()
         return self._store
+
+    async def scoped(self, tenant: str | None) -> Collection:
+        """This collection as `tenant` sees it (None: whole), sharing its clients and batches.
+
+        Raises StoreError when the collection has no tenant field (made before tenants)."""
+        store = await self.open_store()
+        if tenant is not None and not (store.has_tenants and self.manifest.tenant_field):
+            raise StoreError(
+                f"collection {self.name!r} was made before tenants: run `asyncrag reindex` to add the tenant field"
+            )
+        view = copy.copy(self)
+        view.tenant, view.manifest, view._lookups = tenant, self.manifest.scoped(tenant), None
+        return view
+
+    def search_filter(self, user_filter: str) -> str:
+        """A user's filter, checked, within this collection's tenant (FilterError if it names the field)."""
+        return expr.all_of(tenants.clause(self.tenant), tenants.refuse_field(expr.user_filter(user_filter)))
 
     @property
     def name(self) -> str:
@@ -166,8 +192,16 @@ class Collection:
     # -- chunks ----------------------------------------------------------------------------------
 
     async def write(self, nodes: Sequence[BaseNode]) -> None:
-        """Upsert chunks (with their vectors); concurrent writes share requests (store/coalesce.py)."""
-        await (await self.open_store()).async_add(list(nodes))
+        """Upsert chunks (with their vectors); concurrent writes share requests (store/coalesce.py).
+        Each is marked with this collection's tenant, whatever it says ("" for none)."""
+        store = await self.open_store()
+        if store.has_tenants:
+            for node in nodes:
+                node.metadata[tenants.FIELD] = self.tenant or ""
+                for excluded in (node.excluded_embed_metadata_keys, node.excluded_llm_metadata_keys):
+                    if tenants.FIELD not in excluded:
+                        excluded.append(tenants.FIELD)
+        await store.async_add(list(nodes))
 
     async def delete_other_versions(self, doc_id: str, version: str) -> None:
         """Delete the document's chunks of every version but `version` (its new one is all written)."""
@@ -180,7 +214,9 @@ class Collection:
     async def delete_documents(self, doc_ids: Sequence[str]) -> None:
         """Delete these documents: their chunks first, then their records (a crash between leaves
         a record whose chunks are gone, which the next run rewrites, never chunks without one)."""
-        await (await self.open_store()).adelete_documents(doc_ids)
+        store = await self.open_store()
+        for i in range(0, len(doc_ids), _ID_BATCH):
+            await self._delete_where(expr.is_in(store.doc_id_field, doc_ids[i : i + _ID_BATCH]))
         await self.manifest.delete(doc_ids)
 
     async def flush(self) -> None:
@@ -202,8 +238,12 @@ class Collection:
 
     async def _delete_chunks(self, doc_id: str, which: str) -> None:
         store = await self.open_store()
-        filter = expr.all_of(expr.equals(store.doc_id_field, doc_id), which)
-        await store.async_client.delete(self.name, filter=filter, timeout=store.request_timeout_s)
+        await self._delete_where(expr.all_of(expr.equals(store.doc_id_field, doc_id), which))
+
+    async def _delete_where(self, filter: str) -> None:
+        store = await self.open_store()
+        within = expr.all_of(tenants.clause(self.tenant), filter)
+        await store.async_client.delete(self.name, filter=within, timeout=store.request_timeout_s)
 
 
 @dataclass
@@ -236,12 +276,12 @@ def _shows(record: DocumentRecord | None, node: BaseNode) -> bool:
     return not version or (record is not None and record.version == version)
 
 
-async def read_stats(settings: Settings) -> CollectionStats:
-    """Documents, chunks, model and dimension of the collection `settings` names, through a
-    short-lived client: no model is loaded, so no `Collection` is opened."""
+async def read_stats(settings: Settings, tenant: str | None = None) -> CollectionStats:
+    """Documents, chunks, model and dimension of the collection `settings` names (of `tenant`'s
+    alone, if given), through a short-lived client: no model is loaded, so no `Collection` is opened."""
     client = milvus.connect(settings.uri, settings.token)
     try:
         milvus.require_collection(client, settings.uri, settings.collection)
-        return await asyncio.to_thread(milvus.stats, client, settings.collection)
+        return await asyncio.to_thread(milvus.stats, client, settings.collection, tenant)
     finally:
         client.close()

@@ -28,7 +28,7 @@ from typing import Any
 
 from pymilvus import AsyncMilvusClient, DataType, MilvusClient
 
-from asyncrag.store import expr, scan
+from asyncrag.store import expr, scan, tenants
 from asyncrag.store.indexes import create_indexes
 
 SUFFIX = "__documents"
@@ -81,6 +81,11 @@ def ensure(client: MilvusClient, collection: str) -> None:
     if client.has_collection(name):
         client.load_collection(name)
         return
+    create(client, name)
+
+
+def create(client: MilvusClient, name: str) -> None:
+    """A records collection called `name`, in today's schema."""
     schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
     schema.add_field("doc_id", DataType.VARCHAR, max_length=65_535, is_primary=True)
     for text in ("hash", "fingerprint", "writing"):
@@ -89,6 +94,7 @@ def ensure(client: MilvusClient, collection: str) -> None:
         schema.add_field(number, DataType.INT64)
     schema.add_field("source", DataType.VARCHAR, max_length=65_535)
     schema.add_field("updated_at", DataType.DOUBLE)
+    schema.add_field(tenants.FIELD, DataType.VARCHAR, max_length=tenants.MAX_LENGTH, is_partition_key=True)
     schema.add_field(_VECTOR, DataType.FLOAT_VECTOR, dim=2)
     index = client.prepare_index_params()
     index.add_index(_VECTOR, index_type="FLAT", metric_type="L2")
@@ -97,12 +103,30 @@ def ensure(client: MilvusClient, collection: str) -> None:
 
 
 class Manifest:
-    """Reads and writes a collection's document records through an async client."""
+    """Reads and writes a collection's document records through an async client, within one
+    tenant (`tenant`; None: all of them). `tenant_field`: whether the records have the field."""
 
-    def __init__(self, aclient: AsyncMilvusClient, collection: str, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        aclient: AsyncMilvusClient,
+        collection: str,
+        timeout: float | None = None,
+        *,
+        tenant: str | None = None,
+        tenant_field: bool = True,
+    ) -> None:
         self.aclient = aclient
         self.name = manifest_name(collection)
         self.timeout = timeout  # per request: see CoalescingMilvusVectorStore.request_timeout_s
+        self.tenant = tenant
+        self.tenant_field = tenant_field
+
+    def scoped(self, tenant: str | None) -> Manifest:
+        return Manifest(self.aclient, self.name.removesuffix(SUFFIX), self.timeout, tenant=tenant,
+                        tenant_field=self.tenant_field)
+
+    def _within(self, filter: str) -> str:
+        return expr.all_of(tenants.clause(self.tenant), filter)
 
     async def get(self, doc_ids: Iterable[str], consistency_level: str = "Strong") -> dict[str, DocumentRecord]:
         ids = list(doc_ids)
@@ -110,7 +134,7 @@ class Manifest:
         for i in range(0, len(ids), _ID_BATCH):
             rows = await self.aclient.query(
                 self.name,
-                filter=expr.is_in("doc_id", ids[i : i + _ID_BATCH]),
+                filter=self._within(expr.is_in("doc_id", ids[i : i + _ID_BATCH])),
                 output_fields=list(DocumentRecord.__dataclass_fields__),
                 consistency_level=consistency_level,
                 timeout=self.timeout,
@@ -123,7 +147,8 @@ class Manifest:
 
         def read() -> list[DocumentRecord]:
             fields = list(DocumentRecord.__dataclass_fields__)
-            return [DocumentRecord.from_row(row) for page in scan.pages(client, self.name, fields) for row in page]
+            pages = scan.pages(client, self.name, fields, filter=tenants.clause(self.tenant))
+            return [DocumentRecord.from_row(row) for page in pages for row in page]
 
         return await asyncio.to_thread(read)
 
@@ -132,10 +157,11 @@ class Manifest:
             now = time.time()
             for record in records:
                 record.updated_at = now
-            await self.aclient.upsert(self.name, [r.row() for r in records], timeout=self.timeout)
+            tenant = {tenants.FIELD: self.tenant or ""} if self.tenant_field else {}
+            await self.aclient.upsert(self.name, [r.row() | tenant for r in records], timeout=self.timeout)
 
     async def delete(self, doc_ids: Sequence[str]) -> None:
         for i in range(0, len(doc_ids), _ID_BATCH):
             await self.aclient.delete(
-                self.name, filter=expr.is_in("doc_id", doc_ids[i : i + _ID_BATCH]), timeout=self.timeout
+                self.name, filter=self._within(expr.is_in("doc_id", doc_ids[i : i + _ID_BATCH])), timeout=self.timeout
             )

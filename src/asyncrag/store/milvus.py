@@ -19,14 +19,14 @@ from typing import Any
 
 from llama_index.vector_stores.milvus.base import IndexManagement
 from llama_index.vector_stores.milvus.utils import BM25BuiltInFunction
-from pymilvus import FunctionType, MilvusClient
+from pymilvus import DataType, FunctionType, MilvusClient
 from pymilvus.exceptions import MilvusException
 from pymilvus.milvus_client.index import IndexParams
 
 from asyncrag.embed.base import Embedder
 from asyncrag.errors import StoreError, milvus_errors, one_line
 from asyncrag.results import CollectionStats
-from asyncrag.store import manifest, reindex, scan
+from asyncrag.store import manifest, reindex, scan, tenants
 from asyncrag.store.indexes import create_indexes
 from asyncrag.store.vector_store import CoalescingMilvusVectorStore
 
@@ -215,6 +215,8 @@ def open_store(
             enable_sparse=sparse is not None,
             sparse_embedding_function=sparse,
             sparse_embedding_field=sparse.output_field_names[0] if sparse else SPARSE_FIELD,
+            scalar_field_names=[tenants.FIELD],
+            scalar_field_types=[DataType.VARCHAR],
             collection_properties=None
             if exists
             else {MODEL_PROPERTY: embedder.identity, MODEL_NAME_PROPERTY: embedder.name},
@@ -227,9 +229,14 @@ def open_store(
             create_indexes(store.client, collection, index_params(store))
         store.request_timeout_s = None if is_local(uri) else REQUEST_TIMEOUT_S
         store.server_has_bm25 = has_bm25
+        store.has_tenants = not exists or has_field(client, collection, tenants.FIELD)
         if create:
             manifest.ensure(client, collection)
     return store
+
+
+def has_field(client: MilvusClient, collection: str, name: str) -> bool:
+    return any(f["name"] == name for f in client.describe_collection(collection)["fields"])
 
 
 def index_params(store: CoalescingMilvusVectorStore) -> IndexParams:
@@ -254,15 +261,17 @@ def collection_names(client: MilvusClient) -> list[str]:
     return sorted(n for n in names if not is_companion(n, names))
 
 
-def stats(client: MilvusClient, collection: str) -> CollectionStats:
+def stats(client: MilvusClient, collection: str, tenant: str | None = None) -> CollectionStats:
+    """A collection's counts; `tenant`'s documents and chunks alone, if given."""
     _, name, dim = collection_model(client, collection)
+    within = tenants.clause(tenant)
     client.load_collection(collection)
-    rows = client.query(collection, filter="", output_fields=["count(*)"])
+    rows = client.query(collection, filter=within, output_fields=["count(*)"])
     chunks = int(rows[0]["count(*)"]) if rows else 0
     records = manifest.manifest_name(collection)
     if client.has_collection(records):
         client.load_collection(records)
-        counted = client.query(records, filter="", output_fields=["count(*)"], consistency_level="Strong")
+        counted = client.query(records, filter=within, output_fields=["count(*)"], consistency_level="Strong")
         documents = int(counted[0]["count(*)"]) if counted else 0
     else:  # a collection from before manifests, or written by LlamaIndex alone: count its doc ids
         documents = len({row["doc_id"] for page in scan.pages(client, collection, ["doc_id"]) for row in page})

@@ -1,6 +1,7 @@
-"""Rebuild a collection in today's schema (a BM25 field for hybrid search), keeping its vectors.
+"""Rebuild a collection in today's schema (a BM25 field for hybrid search, the tenant field),
+keeping its vectors; and its document records (the tenant field).
 
-Milvus cannot add a function field to an existing collection, so the rows are copied, embeddings
+Milvus cannot add a field to an existing collection, so the rows are copied, embeddings
 and all (nothing is embedded again), into `<name>__reindex`, which then takes the old
 collection's place. A run killed at any point leaves either the old collection whole (and a
 partial copy, which the next run drops and makes again) or, between the drop and the rename,
@@ -8,6 +9,8 @@ the complete copy under the temporary name, which the next run renames into plac
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from pymilvus import MilvusClient
 
@@ -30,11 +33,12 @@ def finish_interrupted(client: MilvusClient, collection: str) -> bool:
     return True
 
 
-def copy_rows(client: MilvusClient, source: str, target: str) -> int:
-    """Every row of `source` into `target` (upserts: a retried batch cannot duplicate)."""
+def copy_rows(client: MilvusClient, source: str, target: str, missing: dict[str, Any] | None = None) -> int:
+    """Every row of `source` into `target` (upserts: a retried batch cannot duplicate); `missing`
+    gives the fields the old rows lack their values."""
     copied = 0
     for rows in scan.pages(client, source, ["*"], rows=BATCH_ROWS):
-        client.upsert(target, rows)
+        client.upsert(target, [(missing or {}) | row for row in rows])
         copied += len(rows)
     client.flush(target)
     return copied

@@ -26,16 +26,17 @@ def primary_key(client: MilvusClient, collection: str) -> str:
 
 
 def pages(
-    client: MilvusClient, collection: str, output_fields: list[str], *, rows: int = PAGE_ROWS
+    client: MilvusClient, collection: str, output_fields: list[str], *, rows: int = PAGE_ROWS, filter: str = ""
 ) -> Iterator[list[dict[str, Any]]]:
-    """The collection's rows (these fields, and the primary key), `rows` at a time, in key order."""
+    """The collection's rows (these fields, and the primary key), `rows` at a time, in key order;
+    only those `filter` matches, if given."""
     pk = primary_key(client, collection)
     fields = output_fields if "*" in output_fields or pk in output_fields else [*output_fields, pk]
     last: Any = None
     while True:
         page = client.query(
             collection,
-            filter="" if last is None else f"{pk} > {expr.literal(last)}",
+            filter=expr.all_of(filter, "" if last is None else f"{pk} > {expr.literal(last)}"),
             output_fields=fields,
             limit=rows,
             consistency_level="Strong",

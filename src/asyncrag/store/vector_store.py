@@ -28,12 +28,12 @@ from llama_index.core.vector_stores.utils import node_to_metadata_dict
 from llama_index.vector_stores.milvus import MilvusVectorStore
 from llama_index.vector_stores.milvus.base import MILVUS_ID_FIELD
 from pydantic import Field, PrivateAttr
-from pymilvus import AsyncMilvusClient
+from pymilvus import AsyncMilvusClient, CollectionSchema, DataType
 from pymilvus import Function as BaseMilvusBuiltInFunction  # LlamaIndex's built-in sparse functions
 from pymilvus.exceptions import ParamError
 
 from asyncrag.errors import grpc_status, is_transient
-from asyncrag.store import expr
+from asyncrag.store import expr, tenants
 from asyncrag.store.coalesce import Coalescer, ItemError
 from asyncrag.store.fusion import DEFAULT_FUSION, Fusion, Hit, fuse
 
@@ -103,6 +103,7 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
     # (measured: docs/architecture.md, "Hybrid search"; benchmarks/retrieval.py).
     fusion: Fusion = DEFAULT_FUSION
     server_has_bm25: bool = True  # whether the server could make a BM25 field (open_store knows)
+    has_tenants: bool = False  # whether the collection has the tenant field (open_store knows)
     # A deadline for each write and delete: pymilvus retries a server that does not answer until
     # then (none: for ever), so a server that is down shows up as an error in bounded time.
     request_timeout_s: float | None = None
@@ -138,6 +139,22 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
     @classmethod
     def class_name(cls) -> str:
         return "CoalescingMilvusVectorStore"
+
+    def _add_fields_to_schema(self, schema: CollectionSchema) -> CollectionSchema:
+        """The official schema; `tenant` among `scalar_field_names` becomes the partition key
+        (store/tenants.py), which the official store cannot make."""
+        names, types = self.scalar_field_names, self.scalar_field_types
+        if not names or tenants.FIELD not in names:
+            return super()._add_fields_to_schema(schema)
+        at = names.index(tenants.FIELD)
+        self.scalar_field_names = names[:at] + names[at + 1 :]
+        self.scalar_field_types = (types or [])[:at] + (types or [])[at + 1 :]
+        try:
+            schema = super()._add_fields_to_schema(schema)
+        finally:
+            self.scalar_field_names, self.scalar_field_types = names, types
+        schema.add_field(tenants.FIELD, DataType.VARCHAR, max_length=tenants.MAX_LENGTH, is_partition_key=True)
+        return schema
 
     async def async_add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
         """Insert `nodes`, sharing insert requests with concurrent callers; returns their ids.
