@@ -706,8 +706,8 @@ async def test_shutdown_finishes_the_running_job_and_cancels_queued_ones(tmp_pat
         second = (await client.post("/v1/documents", files=upload)).json()
         assert (tmp_path / "up" / second["id"] / "a.txt").is_file()
     jobs = app.state.server.jobs
-    assert jobs.get(first["id"]).status == "done" and jobs.get(first["id"]).report.chunks == 1
-    assert jobs.get(second["id"]).status == "cancelled"
+    assert jobs.get(first["id"], None).status == "done" and jobs.get(first["id"], None).report.chunks == 1
+    assert jobs.get(second["id"], None).status == "cancelled"
     assert [p.name for p in (tmp_path / "up" / second["id"]).iterdir()] == [".job.json"]  # its uploads are gone
     async with serving(settings, hash_embedder, upload_dir=tmp_path / "up") as (app, client):  # after a restart
         assert (await client.get(f"/v1/jobs/{first['id']}")).json()["status"] == "done"

@@ -183,7 +183,27 @@ def cli_serve(env: dict[str, str], corpus: dict[str, Path], monkeypatch: pytest.
     assert options.upload_dir == folder and HOSTILE[1].lower() in options.allowed_hosts  # type: ignore[attr-defined]
 
 
+def cli_keys(env: dict[str, str], corpus: dict[str, Path]) -> None:
+    """Key names are data (stored, listed and revoked as given); a tenant's name is checked, one line."""
+    names = [n for n in HOSTILE if n.isprintable()]
+    keys = {name: clean(run(env, "keys", "add", "--tenant", "t1", "--", name)).stdout.strip() for name in names}
+    assert len(set(keys.values())) == len(names) and all(k.startswith("ark_") for k in keys.values())
+    listed = json.loads(clean(run(env, "keys", "list", "--json")).stdout)
+    assert {k["name"] for k in listed} == set(names) and {k["tenant"] for k in listed} == {"t1"}
+    for name in names[:5]:
+        clean(run(env, "keys", "revoke", "--", name))
+    assert {k["name"] for k in json.loads(clean(run(env, "keys", "list", "--json")).stdout)} == set(names[5:])
+    for name in HOSTILE[:3]:
+        refused = run(env, "keys", "add", "k", "--tenant", name)
+        assert refused.exit_code == 2 and "invalid tenant name" in refused.stderr, refused.output
+        assert len(refused.stderr.strip().splitlines()) == 1
+        refused = run(env, "search", "marker", "--tenant", name)
+        assert refused.exit_code == 2 and "invalid setting tenant" in refused.stderr, refused.output
+    assert documents(env) == {str(p) for p in corpus.values()}
+
+
 CLI_CASES: dict[str, Callable[..., None]] = {
+    "keys": cli_keys,
     "ingest": cli_ingest,
     "documents": cli_documents,
     "delete": cli_delete,

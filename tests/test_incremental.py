@@ -504,7 +504,13 @@ async def test_progress_counts_bytes_and_names_the_file_in_the_works(tmp_path: P
         (folder / f"small{i}.txt").write_text(f"Note {i}: the cooperative met on Tuesday.")
     sizes = sum(p.stat().st_size for p in folder.iterdir())
     seen: list[pipeline.IngestProgress] = []
-    async with AsyncRAG(embedder=CountingEmbedder(), uri=uri, collection="c", llm="none") as rag:
+
+    class SlowEmbedder(CountingEmbedder):  # the file's units are all parsed before its last chunks are written
+        def embed(self, texts: list[str]) -> list[list[float]]:
+            time.sleep(0.1)
+            return super().embed(texts)
+
+    async with AsyncRAG(embedder=SlowEmbedder(), uri=uri, collection="c", llm="none") as rag:
         report = await rag.ingest([folder], on_progress=seen.append)
     assert report.ok
     done = [p.bytes_done for p in seen]

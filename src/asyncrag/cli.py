@@ -56,6 +56,9 @@ state = {"debug": False}
 Uri = Annotated[str | None, typer.Option(help="Milvus Lite path or server URI [env: ASYNCRAG_URI]")]
 Token = Annotated[str | None, typer.Option(help="Milvus token, e.g. user:password [env: ASYNCRAG_TOKEN]")]
 Collection = Annotated[str | None, typer.Option(help="Collection name [env: ASYNCRAG_COLLECTION]")]
+Tenant = Annotated[
+    str | None, typer.Option(help="Work within this tenant of a shared collection [env: ASYNCRAG_TENANT]")
+]
 TopK = Annotated[int | None, typer.Option("-k", "--top-k", help="How many chunks to retrieve")]
 Filter = Annotated[
     str,
@@ -163,6 +166,11 @@ def _run(flags: dict[str, Any], work: Callable[[AsyncRAG], Awaitable[T]]) -> T:
         raise typer.Exit(3) from None
 
 
+def _where(collection: str | None, uri: str | None, token: str | None, tenant: str | None) -> dict[str, Any]:
+    """The flags that say which collection (and tenant) a command works on."""
+    return {"collection": collection, "uri": uri, "token": token, "tenant": tenant}
+
+
 def _print_sources(sources: list[Source]) -> None:
     for i, s in enumerate(sources, 1):
         out.print(f"[bold][{i}][/bold] {escape(s.citation)}  [dim]score {s.score:.3f}[/dim]", highlight=False)
@@ -189,6 +197,7 @@ def ingest_cmd(
     report_path: ReportPath = None,
     max_concurrency: MaxConcurrency = None,
     embed_rps: EmbedRps = None,
+    tenant: Tenant = None,
     collection: Collection = None,
     uri: Uri = None,
     token: Token = None,
@@ -218,7 +227,7 @@ def ingest_cmd(
                 doc_id_prefix=doc_id_prefix,
             )
 
-    flags = {"collection": collection, "uri": uri, "token": token}
+    flags = _where(collection, uri, token, tenant)
     report = _run({**flags, "max_concurrency": max_concurrency, "embed_rps": embed_rps}, work)
     if report_path is not None:
         report_path.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
@@ -238,9 +247,11 @@ def ingest_cmd(
 
 
 @app.command()
-def documents(collection: Collection = None, uri: Uri = None, token: Token = None, json_out: Json = False) -> None:
+def documents(
+    tenant: Tenant = None, collection: Collection = None, uri: Uri = None, token: Token = None, json_out: Json = False
+) -> None:
     """The documents stored in the collection: id, chunks, content hash, when written."""
-    docs = _run({"collection": collection, "uri": uri, "token": token}, lambda rag: rag.documents())
+    docs = _run(_where(collection, uri, token, tenant), lambda rag: rag.documents())
     if json_out:
         out.print_json(json.dumps([d.to_dict() for d in docs]))
         return
@@ -256,12 +267,13 @@ def documents(collection: Collection = None, uri: Uri = None, token: Token = Non
 @app.command()
 def delete(
     doc_ids: Annotated[list[str], typer.Argument(help="Document ids, as `asyncrag documents` lists them")],
+    tenant: Tenant = None,
     collection: Collection = None,
     uri: Uri = None,
     token: Token = None,
 ) -> None:
     """Delete documents (their chunks and records) from the collection."""
-    deleted = _run({"collection": collection, "uri": uri, "token": token}, lambda rag: rag.delete(list(doc_ids)))
+    deleted = _run(_where(collection, uri, token, tenant), lambda rag: rag.delete(list(doc_ids)))
     missing = [d for d in doc_ids if d not in deleted]
     out.print(f"{len(deleted)} documents deleted", highlight=False)
     for doc_id in missing:
@@ -276,13 +288,14 @@ def search(
     k: TopK = None,
     filter: Filter = "",
     mode: Mode = None,
+    tenant: Tenant = None,
     collection: Collection = None,
     uri: Uri = None,
     token: Token = None,
     json_out: Json = False,
 ) -> None:
     """The chunks that best match QUERY, with score, source and page."""
-    flags = {"collection": collection, "uri": uri, "token": token, "search_mode": mode}
+    flags = {**_where(collection, uri, token, tenant), "search_mode": mode}
     sources = _run(flags, lambda rag: rag.search(query, k, filter))
     if json_out:
         out.print_json(json.dumps([s.to_dict() for s in sources]))
@@ -346,6 +359,7 @@ def ask(
     answer_mode: AnswerModeOpt = None,
     llm: LlmOpt = None,
     no_llm: NoLlm = False,
+    tenant: Tenant = None,
     collection: Collection = None,
     uri: Uri = None,
     token: Token = None,
@@ -363,7 +377,7 @@ def ask(
     """
     stream = _Stream()
     flags = _answer_flags(
-        {"collection": collection, "uri": uri, "token": token, "search_mode": mode}, llm, no_llm, answer_mode
+        {**_where(collection, uri, token, tenant), "search_mode": mode}, llm, no_llm, answer_mode
     )
     answer: Answer = _run(flags, lambda rag: rag.ask(question, k, filter, on_token=None if json_out else stream))
     if json_out:
@@ -383,6 +397,7 @@ def chat(
     answer_mode: AnswerModeOpt = None,
     llm: LlmOpt = None,
     no_llm: NoLlm = False,
+    tenant: Tenant = None,
     collection: Collection = None,
     uri: Uri = None,
     token: Token = None,
@@ -396,7 +411,7 @@ def chat(
       printf 'What does itertools.groupby do?\nDoes its input need to be sorted?\n' | asyncrag chat
     """
     flags = _answer_flags(
-        {"collection": collection, "uri": uri, "token": token, "search_mode": mode}, llm, no_llm, answer_mode
+        {**_where(collection, uri, token, tenant), "search_mode": mode}, llm, no_llm, answer_mode
     )
     interactive = sys.stdin.isatty()
 
@@ -424,9 +439,11 @@ def chat(
 
 
 @app.command()
-def stats(collection: Collection = None, uri: Uri = None, token: Token = None, json_out: Json = False) -> None:
+def stats(
+    tenant: Tenant = None, collection: Collection = None, uri: Uri = None, token: Token = None, json_out: Json = False
+) -> None:
     """What one collection holds."""
-    _print_stats([_run({"collection": collection, "uri": uri, "token": token}, lambda rag: rag.stats())], json_out)
+    _print_stats([_run(_where(collection, uri, token, tenant), lambda rag: rag.stats())], json_out)
 
 
 @app.command("reindex")
@@ -516,6 +533,62 @@ def serve(
     uvicorn.run(app_, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
 
 
+keys_app = typer.Typer(
+    help="API keys for `serve`: each has a role (reader, writer, admin) and, usually, a tenant.", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
+Role = Annotated[str, typer.Option(help="reader: search and ask; writer: also upload and delete; admin: everything")]
+
+
+@keys_app.command("add")
+def keys_add(
+    name: Annotated[str, typer.Argument(help="A name for people (for `keys list` and `keys revoke`)")],
+    role: Role = "reader",
+    tenant: Annotated[
+        str | None, typer.Option(help="The tenant the key works within [default: the whole collection]")
+    ] = None,
+    collection: Collection = None,
+    uri: Uri = None,
+    token: Token = None,
+) -> None:
+    """Make a key; it is printed once, and only its hash is kept.
+
+      asyncrag keys add alice --tenant acme --role writer
+    """
+    key = _run(_where(collection, uri, token, None), lambda rag: rag.add_key(name, role, tenant))
+    where = f"tenant {tenant}" if tenant else "the whole collection"
+    err.print(f"a {role}'s key for {escape(where)}, named {escape(name)!r}; it is not shown again:", highlight=False)
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list(collection: Collection = None, uri: Uri = None, token: Token = None, json_out: Json = False) -> None:
+    """Every key's name, role and tenant (never the key)."""
+    found = _run(_where(collection, uri, token, None), lambda rag: rag.keys())
+    if json_out:
+        out.print_json(json.dumps([k.to_dict() for k in found]))
+        return
+    table = Table("name", "role", "tenant", "made")
+    for k in found:
+        made = time.strftime("%Y-%m-%d %H:%M", time.localtime(k.created_at))
+        table.add_row(Text(k.name), k.role, Text(k.tenant or "(whole collection)"), made)
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    name: Annotated[str, typer.Argument(help="The key's name")],
+    collection: Collection = None,
+    uri: Uri = None,
+    token: Token = None,
+) -> None:
+    """Remove a key; servers stop taking it within 5 seconds."""
+    if not _run(_where(collection, uri, token, None), lambda rag: rag.revoke_key(name)):
+        err.print(f"[red]error:[/red] no key named {escape(name)!r}: `asyncrag keys list` shows them", highlight=False)
+        raise typer.Exit(2)
+    out.print(f"revoked {escape(name)!r}", highlight=False)
+
+
 @app.command("eval")
 def eval_cmd(
     qa_file: Annotated[Path, typer.Argument(help="Questions and what a relevant chunk holds, one JSON object a line")],
@@ -528,6 +601,7 @@ def eval_cmd(
     ] = False,
     answer_mode: AnswerModeOpt = None,
     llm: LlmOpt = None,
+    tenant: Tenant = None,
     collection: Collection = None,
     uri: Uri = None,
     token: Token = None,
@@ -549,7 +623,7 @@ def eval_cmd(
             return report, None
         return report, await evaluate.evaluate_answers(lambda q: rag.ask(q.question, history=q.history), questions)
 
-    flags = {"collection": collection, "uri": uri, "token": token, "llm": llm, "answer_mode": answer_mode}
+    flags = {**_where(collection, uri, token, tenant), "llm": llm, "answer_mode": answer_mode}
     report, answered = _run(flags, work)
     if json_path is not None:
         data = {**report.to_dict(), "answers": answered.to_dict() if answered else None}

@@ -33,7 +33,7 @@ from asyncrag.query.answer import OnToken
 from asyncrag.query.condense import condense
 from asyncrag.query.retrieve import Retriever
 from asyncrag.results import Answer, CollectionStats, DocumentInfo, IngestReport, Source
-from asyncrag.store import manifest, milvus, reindex, tenants
+from asyncrag.store import keys, manifest, milvus, reindex, tenants
 from asyncrag.store.collection import Collection, read_stats
 from asyncrag.store.vector_store import CoalescingMilvusVectorStore
 
@@ -222,7 +222,10 @@ class AsyncRAG:
         records = await (await self.collection()).records()
         shown = self._shown
         return sorted(
-            (DocumentInfo(shown(r.doc_id), r.source, r.chunks, r.hash, r.complete, r.updated_at) for r in records),
+            (
+                DocumentInfo(shown(r.doc_id), r.source, r.chunks, r.hash, r.complete, r.updated_at, r.size)
+                for r in records
+            ),
             key=lambda d: d.doc_id,
         )
 
@@ -322,6 +325,33 @@ class AsyncRAG:
                 await asyncio.to_thread(reindex.swap, client, records)
                 copied = (copied or 0) + moved
             return copied
+        finally:
+            client.close()
+
+    # -- keys for servers (store/keys.py) --------------------------------------------------
+
+    @_milvus_errors
+    async def add_key(self, name: str, role: str = "reader", tenant: str | None = None) -> str:
+        """Make an API key for `serve` with `role` (reader, writer, admin) within `tenant` (None: the
+        whole collection); returns the key, which is not kept (only its hash is)."""
+        return await asyncio.to_thread(self._with_client, keys.add, name, role, tenant, create=True)
+
+    @_milvus_errors
+    async def keys(self) -> list[keys.Key]:
+        """Every API key's name, role, tenant and date (never the key)."""
+        found = await asyncio.to_thread(self._with_client, keys.stored)
+        return sorted(found.values(), key=lambda k: k.name)
+
+    @_milvus_errors
+    async def revoke_key(self, name: str) -> bool:
+        """Remove the key named `name` (a server stops taking it within seconds); whether there was one."""
+        revoked: bool = await asyncio.to_thread(self._with_client, keys.revoke, name)
+        return revoked
+
+    def _with_client(self, call: Callable[..., T], *args: Any, create: bool = False) -> T:
+        client = milvus.connect(self.settings.uri, self.settings.token, create=create)
+        try:
+            return call(client, self.settings.collection, *args)
         finally:
             client.close()
 

@@ -165,6 +165,7 @@ class DocumentInfo:
     hash: str
     complete: bool  # False: a run was interrupted while writing it (the next run finishes it)
     updated_at: float
+    size: int = 0  # the file's bytes when it was last read
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -26,7 +26,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asyncrag.api import chat, documents, embeddings, health, search
 from asyncrag.api import models as m
-from asyncrag.api.deps import ApiError, ServeOptions, Server, require_key
+from asyncrag.api.auth import KeyRing
+from asyncrag.api.deps import ApiError, ServeOptions, Server, get_caller
 from asyncrag.api.guard import Guard, error_response
 from asyncrag.api.metrics import MeasuredEmbedder, Metrics
 from asyncrag.config import Settings
@@ -73,10 +74,14 @@ def create_app(
             except LLMUnavailable as e:  # answers fall back to the passages; say so once, at start
                 log.warning("no LLM: answers will be the retrieved passages (%s)", e)
                 chat_model = None
-            app.state.server = Server(rag, options, metrics, chat_model.name if chat_model else None)
+            keyring = KeyRing(milvus.connect(settings.uri, settings.token), settings.collection)
+            app.state.server = Server(rag, options, metrics, chat_model.name if chat_model else None, keyring)
             app.state.server.jobs.resume()
-            yield
-            await app.state.server.jobs.aclose()
+            try:
+                yield
+            finally:
+                await app.state.server.jobs.aclose()
+                keyring.close()
         finally:
             await rag.aclose()
             milvus.release_lite(settings.uri)
@@ -102,10 +107,10 @@ def create_app(
 
 
 def _add_routes(app: FastAPI) -> None:
-    """Every route needs the key (when one is set) but liveness, which tells nothing about the data."""
+    """Every route needs a key (when any is set: api/auth.py) but liveness, which tells nothing about the data."""
     app.include_router(health.public_router)
     for routes in (health.router, search.router, documents.router, chat.router, embeddings.router):
-        app.include_router(routes, dependencies=[Depends(require_key)])
+        app.include_router(routes, dependencies=[Depends(get_caller)])
 
 
 def _add_web_page(app: FastAPI) -> None:

@@ -6,8 +6,9 @@ or from each other: `app.py` imports them all to wire the app, so nothing may im
 
 from __future__ import annotations
 
+import copy
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,13 +17,15 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from asyncrag.api import models as m
-from asyncrag.api.guard import ANY_HOST, LOOPBACK, key_matches
+from asyncrag.api.auth import NO_KEYS, TENANT_HEADER, KeyRing
+from asyncrag.api.guard import ANY_HOST, LOOPBACK, UNAUTHORIZED
 from asyncrag.api.jobs import Jobs
 from asyncrag.api.metrics import Metrics
 from asyncrag.ingest.chunk import token_counter
 from asyncrag.rag import AsyncRAG
 from asyncrag.results import Answer, Source
-from asyncrag.store import milvus
+from asyncrag.store import milvus, tenants
+from asyncrag.store.keys import Key, Role
 
 
 @dataclass(frozen=True)
@@ -65,10 +68,20 @@ class ApiError(Exception):
 
 
 class Server:
-    """What the lifespan builds once and every request shares."""
+    """What the lifespan builds once and every request shares; each request sees it through
+    `as_caller`: `rag` within the caller's tenant, `caller` its key."""
 
-    def __init__(self, rag: AsyncRAG, options: ServeOptions, metrics: Metrics, llm_name: str | None) -> None:
+    def __init__(
+        self,
+        rag: AsyncRAG,
+        options: ServeOptions,
+        metrics: Metrics,
+        llm_name: str | None,
+        keyring: KeyRing | None = None,
+    ) -> None:
         self.rag = rag
+        self.caller: Key = NO_KEYS
+        self.keyring = keyring or KeyRing(None, rag.settings.collection)
         self.options = options
         self.metrics = metrics
         self.llm_name = llm_name  # None: answers are the retrieved passages
@@ -76,6 +89,20 @@ class Server:
         self.source_root = Path(options.source_root or Path.cwd()).expanduser().resolve()
         self.jobs = Jobs(rag, self.upload_root, metrics, self.public)
         self._tokens: Callable[[str], int] | None = None
+
+    async def identify(self, authorization: str) -> Key | None:
+        """The key a request's `Authorization` header carries; None: no key the server accepts."""
+        return await self.keyring.caller(authorization, self.options.api_key)
+
+    async def as_caller(self, key: Key, tenant: str | None) -> Server:
+        """This server as one request sees it: the collection within `tenant`, `key` its caller."""
+        view = copy.copy(self)
+        view.rag, view.caller = await self.rag.for_tenant(tenant), key
+        return view
+
+    @property
+    def tenant(self) -> str | None:
+        return self.rag.tenant
 
     async def count_tokens(self, text: str) -> int:
         """Tokens of `text` by the collection's embedding model's tokenizer (OpenAI's `usage`; words
@@ -130,31 +157,50 @@ class Server:
         )
 
 
+_bearer = HTTPBearer(auto_error=False, description="a key from `asyncrag keys add`, or the server's ASYNCRAG_API_KEY")
+
 # Dependencies are `async def`: FastAPI runs plain `def` ones in a thread pool, a hop that cost
 # ~100 ms a request under load (measured) while the embedder's threads hold the GIL.
 
 
-async def get_server(request: Request) -> Server:
+async def get_caller(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Key:
+    """The request's key (checked by the guard already if the request has a body); 401 without one.
+    The bearer scheme's dependency puts it in the OpenAPI schema."""
+    known: Key | None = request.scope.get("state", {}).get("caller")
+    if known is None:
+        known = await request.app.state.server.identify(request.headers.get("authorization", ""))
+    if known is None:
+        raise ApiError(401, "unauthorized", UNAUTHORIZED)
+    return known
+
+
+async def get_server(request: Request, caller: Annotated[Key, Depends(get_caller)]) -> Server:
+    """The server as this request's caller sees it: within its key's tenant. An admin's key without
+    a tenant may name one in the X-Asyncrag-Tenant header (to upload into it, say)."""
     server: Server = request.app.state.server
-    return server
+    tenant = caller.tenant
+    asked = request.headers.get(TENANT_HEADER)
+    if asked is not None:
+        if caller.role != "admin" or caller.tenant is not None:
+            raise ApiError(403, "forbidden", "only an admin's key without a tenant may name one (X-Asyncrag-Tenant)")
+        tenant = tenants.check_name(asked)
+    return await server.as_caller(caller, tenant)
 
 
 ServerDep = Annotated[Server, Depends(get_server)]
 
 
-_bearer = HTTPBearer(auto_error=False, description="the server's ASYNCRAG_API_KEY")
+def _role(role: Role) -> Callable[[Server], Awaitable[Server]]:
+    async def check(server: ServerDep) -> Server:
+        if not server.caller.can(role):
+            raise ApiError(403, "forbidden", f"this needs a {role}'s key or better; yours is a {server.caller.role}'s")
+        return server
+
+    return check
 
 
-async def require_key(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> None:
-    """With ASYNCRAG_API_KEY set, a request must carry it as a bearer token (compared in constant time).
-
-    A request with a body was checked before it was read (api/guard.py); this checks the rest, and
-    `credentials` puts the scheme in the OpenAPI schema.
-    """
-    if not key_matches(request.app.state.server.options.api_key, request.headers.get("authorization", "")):
-        raise ApiError(401, "unauthorized", "missing or wrong API key: send 'Authorization: Bearer <key>'")
+WriterDep = Annotated[Server, Depends(_role("writer"))]
+AdminDep = Annotated[Server, Depends(_role("admin"))]
 
 
 async def require_json(request: Request) -> None:

@@ -10,7 +10,7 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.datastructures import UploadFile
 
 from asyncrag.api import models as m
-from asyncrag.api.deps import ApiError, ServerDep
+from asyncrag.api.deps import ApiError, Server, ServerDep, WriterDep
 from asyncrag.api.jobs import MAX_JOBS_KEPT
 
 router = APIRouter(tags=["documents"])
@@ -53,10 +53,11 @@ UPLOAD_BODY = {
     openapi_extra=UPLOAD_BODY,
     responses={400: {"model": m.ErrorResponse}, 411: {"model": m.ErrorResponse}, 413: {"model": m.ErrorResponse}},
 )
-async def upload(request: Request, server: ServerDep) -> m.Job:
+async def upload(request: Request, server: WriterDep) -> m.Job:
     """Upload files (multipart field `files`, one or more) → an ingest job; poll GET /v1/jobs/{id}.
 
     .txt .md .pdf .html .docx; a file that cannot be ingested is reported in the job's report.
+    A writer's or admin's key; within a tenant, its quotas (documents, bytes) apply (403 past them).
     """
     opts = server.options
     content_type = request.headers.get("content-type", "")
@@ -69,13 +70,39 @@ async def upload(request: Request, server: ServerDep) -> m.Job:
         uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
         if not uploads:
             raise ApiError(400, "invalid_request", "no files: send them in the multipart field 'files'")
-        return await server.jobs.submit(uploads)
+        await _within_quota(server, len(uploads), sum(u.size or 0 for u in uploads))
+        return await server.jobs.submit(uploads, server.tenant)
+
+
+async def _within_quota(server: Server, files: int, size: int) -> None:
+    """Refuse an upload that would take the caller's tenant past its quotas (`--tenant-max-*`)."""
+    settings, tenant = server.rag.settings, server.tenant
+    if tenant is None or (settings.tenant_max_documents is None and settings.tenant_max_mb is None):
+        return
+    stored = await server.rag.documents()
+    pending_files, pending_bytes = server.jobs.pending(tenant)
+    documents = len(stored) + pending_files + files
+    if settings.tenant_max_documents is not None and documents > settings.tenant_max_documents:
+        raise ApiError(
+            403,
+            "quota_exceeded",
+            f"this would make {documents} documents; your tenant's quota is {settings.tenant_max_documents}: "
+            "delete some first, or ask an admin",
+        )
+    mib = (sum(d.size for d in stored) + pending_bytes + size) / 2**20
+    if settings.tenant_max_mb is not None and mib > settings.tenant_max_mb:
+        raise ApiError(
+            403,
+            "quota_exceeded",
+            f"this would make {mib:.1f} MiB of documents; your tenant's quota is {settings.tenant_max_mb:g} MiB: "
+            "delete some first, or ask an admin",
+        )
 
 
 @router.get("/v1/jobs/{job_id}", responses={404: {"model": m.ErrorResponse}})
 async def job(job_id: str, server: ServerDep) -> m.Job:
     """An ingest job's status, progress and, when done, its per-file report."""
-    found = server.jobs.get(job_id)
+    found = server.jobs.get(job_id, server.tenant)
     if found is None:
         raise ApiError(404, "not_found", f"no job {job_id!r} (the server keeps the last {MAX_JOBS_KEPT})")
     return found
@@ -96,8 +123,9 @@ async def documents(server: ServerDep) -> m.DocumentList:
 @router.delete(
     "/v1/documents/{doc_id:any_text}", responses={404: {"model": m.ErrorResponse}, 409: {"model": m.ErrorResponse}}
 )
-async def delete(doc_id: str, server: ServerDep) -> m.Deleted:
+async def delete(doc_id: str, server: WriterDep) -> m.Deleted:
     """Delete a document's chunks and record (and, for an upload, its file), by its id as listed.
+    A writer's or admin's key.
 
     The id is matched against the listed ones, never used as a path: nothing outside the
     collection's documents can be reached, whatever it holds.
@@ -116,5 +144,5 @@ async def delete(doc_id: str, server: ServerDep) -> m.Deleted:
 
 @router.get("/v1/stats")
 async def stats(server: ServerDep) -> m.Stats:
-    """Documents, chunks, embedding model and dimension of the collection."""
+    """Documents, chunks, embedding model and dimension of the collection (within the caller's tenant)."""
     return m.Stats(**(await server.rag.stats()).to_dict())

@@ -7,15 +7,15 @@ Pure ASGI, outermost but for the error pages, so that nothing is parsed first:
   `Sec-Fetch-Site` (or at least `Origin`) with every POST, and a multipart POST needs no CORS
   preflight, so without this any page could upload to a keyless server on localhost. Clients
   that are not browsers send neither header and pass (the rule of Go's CrossOriginProtection).
-- **A request with a body must carry the key** (when one is set) before its body is read: an
-  unauthenticated 200 MB body is answered 401 after reading none of it.
+- **A request with a body must carry a key the server knows** (when any is set: api/auth.py)
+  before its body is read: an unauthenticated 200 MB body is answered 401 after reading none of
+  it. The key found is left in the request's state for the routes.
 - **A body is bounded before it is parsed**: by its Content-Length up front, and by counting
   as it arrives when it has none (413 either way). Uploads have their own, larger limit.
 """
 
 from __future__ import annotations
 
-import hmac
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from asyncrag.api.deps import ServeOptions
 
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
+UNAUTHORIZED = "missing or wrong API key: send 'Authorization: Bearer <key>'"
 ANY_HOST = "*"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -34,15 +35,6 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 def error_response(status: int, type: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """Every error, in OpenAI's shape."""
     return JSONResponse({"error": {"type": type, "message": message}}, status_code=status, headers=headers)
-
-
-def key_matches(expected: str | None, authorization: str) -> bool:
-    """Whether the `Authorization` header carries the key (compared in constant time); no key: always."""
-    if expected is None:
-        return True
-    scheme, _, given = authorization.partition(" ")
-    given = given.strip() if scheme.lower() == "bearer" else ""
-    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 def host_name(host: str) -> str:
@@ -67,6 +59,11 @@ class Guard:
         options = server.options
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         refusal = _refusal(scope["method"], headers, options)
+        if refusal is None and scope["method"] not in SAFE_METHODS:
+            caller = await server.identify(headers.get("authorization", ""))
+            if caller is None:
+                refusal = error_response(401, "unauthorized", UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
+            scope.setdefault("state", {})["caller"] = caller  # read by api/deps.get_caller
         if refusal is not None:
             await refusal(scope, receive, send)
             return
@@ -87,13 +84,6 @@ def _refusal(method: str, headers: dict[str, str], options: ServeOptions) -> JSO
         return None
     if _cross_site(headers):
         return error_response(403, "cross_origin", "a state-changing request from another site's page is refused")
-    if not key_matches(options.api_key, headers.get("authorization", "")):
-        return error_response(
-            401,
-            "unauthorized",
-            "missing or wrong API key: send 'Authorization: Bearer <key>'",
-            {"WWW-Authenticate": "Bearer"},
-        )
     return None
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse, Response
 
 from asyncrag.api import models as m
-from asyncrag.api.deps import ApiError, ServerDep
+from asyncrag.api.deps import AdminDep, ApiError, ServerDep
 
 READY_TIMEOUT_S = 5.0
 public_router = APIRouter(tags=["health"])  # no key: a probe of liveness learns nothing about the data
@@ -34,6 +34,6 @@ async def readyz(server: ServerDep) -> dict[str, Any]:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-async def metrics(server: ServerDep) -> Response:
-    """Prometheus metrics."""
+async def metrics(server: AdminDep) -> Response:
+    """Prometheus metrics (an admin's: they count every tenant's requests)."""
     return server.metrics.response()

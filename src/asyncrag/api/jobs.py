@@ -92,16 +92,29 @@ class Jobs:
                 paths = [p for f in job.files if (p := self.upload_root / f).is_file()]
                 self._tasks[job.id] = asyncio.ensure_future(self._run(job, paths))
 
-    def get(self, job_id: str) -> m.Job | None:
-        """The job, or None: never made, or forgotten (past `MAX_JOBS_KEPT` jobs the oldest finished ones go)."""
-        return self._jobs.get(job_id)
+    def get(self, job_id: str, tenant: str | None) -> m.Job | None:
+        """The job, as `tenant` may see it (None: the whole collection), or None: never made, another
+        tenant's, or forgotten (past `MAX_JOBS_KEPT` jobs the oldest finished ones go)."""
+        job = self._jobs.get(job_id)
+        return job if job is not None and tenant in (None, job.tenant) else None
 
-    async def submit(self, uploads: list[UploadFile]) -> m.Job:
-        """Store the uploads under a new job's folder and start ingesting them."""
+    def pending(self, tenant: str | None) -> tuple[int, int]:
+        """Files and bytes of `tenant`'s jobs not yet done (what a quota must count beside the stored)."""
+        paths = [
+            self.upload_root / name
+            for job in self._jobs.values()
+            if job.tenant == tenant and job.status in ("queued", "running")
+            for name in job.files
+        ]
+        return len(paths), sum(p.stat().st_size for p in paths if p.is_file())
+
+    async def submit(self, uploads: list[UploadFile], tenant: str | None = None) -> m.Job:
+        """Store the uploads under a new job's folder and start ingesting them into `tenant`'s documents."""
         job_id = secrets.token_hex(8)
         folder = self.upload_root / job_id
         paths = await asyncio.to_thread(_save, folder, uploads)
-        job = m.Job(id=job_id, status="queued", files=[f"{job_id}/{p.name}" for p in paths], files_total=len(paths))
+        files = [f"{job_id}/{p.name}" for p in paths]
+        job = m.Job(id=job_id, status="queued", tenant=tenant, files=files, files_total=len(paths))
         await asyncio.to_thread(self._keep, job)
         self._jobs[job_id] = job
         self._forget_old()
@@ -114,7 +127,8 @@ class Jobs:
                 job.status = "running"
                 await asyncio.to_thread(self._keep, job)
                 started = time.perf_counter()
-                report = await self.rag.ingest(
+                rag = await self.rag.for_tenant(job.tenant)
+                report = await rag.ingest(
                     list(paths), on_progress=lambda p: self._progress(job, time.perf_counter() - started, p)
                 )
         except AsyncRAGError as e:
@@ -169,9 +183,6 @@ class Jobs:
                 (self.upload_root / name).unlink(missing_ok=True)
             self._keep(job)
             self.metrics.ingested("cancelled", None)
-
-
-
 
     def _keep(self, job: m.Job) -> None:
         """Write the job's state into its folder, atomically (a restart reads it: `resume`)."""

@@ -106,6 +106,7 @@ class IngestReportOut(BaseModel):
 class Job(BaseModel):
     id: str
     status: Literal["queued", "running", "done", "failed", "cancelled"]
+    tenant: str | None = Field(default=None, description="the tenant whose documents the job ingests")
     files: list[str] = Field(description="the uploaded files' document ids")
     files_done: int = 0
     files_total: int = 0

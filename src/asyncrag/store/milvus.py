@@ -26,7 +26,7 @@ from pymilvus.milvus_client.index import IndexParams
 from asyncrag.embed.base import Embedder
 from asyncrag.errors import StoreError, milvus_errors, one_line
 from asyncrag.results import CollectionStats
-from asyncrag.store import manifest, reindex, scan, tenants
+from asyncrag.store import keys, manifest, reindex, scan, tenants
 from asyncrag.store.indexes import create_indexes
 from asyncrag.store.vector_store import CoalescingMilvusVectorStore
 
@@ -249,11 +249,11 @@ def index_params(store: CoalescingMilvusVectorStore) -> IndexParams:
 
 
 def is_companion(name: str, names: set[str]) -> bool:
-    """A collection's document records (store/manifest.py), or a copy `reindex` is making of it:
-    not a collection of its own."""
-    return (name.endswith(manifest.SUFFIX) and name.removesuffix(manifest.SUFFIX) in names) or name.endswith(
-        reindex.SUFFIX
-    )
+    """A collection's document records (store/manifest.py) or keys (store/keys.py), or a copy
+    `reindex` is making of it: not a collection of its own."""
+    suffixes = (manifest.SUFFIX, keys.SUFFIX)
+    owned = any(name.endswith(suffix) and name.removesuffix(suffix) in names for suffix in suffixes)
+    return owned or name.endswith(reindex.SUFFIX)
 
 
 def collection_names(client: MilvusClient) -> list[str]:
