@@ -496,11 +496,21 @@ def serve(
     llm: Annotated[
         str | None, typer.Option(help="local | llamacpp | transformers | openai:MODEL | none [env: ASYNCRAG_LLM]")
     ] = None,
+    tenant_max_documents: Annotated[
+        int | None, typer.Option(help="Most documents a tenant may store [env: ASYNCRAG_TENANT_MAX_DOCUMENTS]")
+    ] = None,
+    tenant_max_mb: Annotated[
+        float | None, typer.Option(help="Most MiB of files a tenant may store [env: ASYNCRAG_TENANT_MAX_MB]")
+    ] = None,
     collection: Collection = None,
     uri: Uri = None,
     token: Token = None,
 ) -> None:
-    """The HTTP API (OpenAPI at /docs) and the web page at /. Set ASYNCRAG_API_KEY to require a bearer token."""
+    """The HTTP API (OpenAPI at /docs), MCP at /mcp and the web page at /.
+
+    Keys: `asyncrag keys add` (a role and a tenant each), or ASYNCRAG_API_KEY (an admin's); with
+    neither, anyone who can reach the server can use it.
+    """
     from pathlib import Path
 
     import uvicorn
@@ -511,7 +521,10 @@ def serve(
     from asyncrag.store import milvus
 
     try:
-        settings = Settings.load(collection=collection, uri=uri, token=token, llm=llm)
+        settings = Settings.load(
+            collection=collection, uri=uri, token=token, llm=llm,
+            tenant_max_documents=tenant_max_documents, tenant_max_mb=tenant_max_mb,
+        )
         options = ServeOptions.from_env(
             upload_dir=Path(upload_dir) if upload_dir else None,
             max_upload_mb=max_upload_mb,
@@ -587,6 +600,30 @@ def keys_revoke(
         err.print(f"[red]error:[/red] no key named {escape(name)!r}: `asyncrag keys list` shows them", highlight=False)
         raise typer.Exit(2)
     out.print(f"revoked {escape(name)!r}", highlight=False)
+
+
+@app.command("mcp")
+def mcp_cmd(
+    allow: Annotated[
+        list[Path] | None,
+        typer.Option(help="A folder whose files the `ingest` tool may ingest (repeat it); none: ingesting is off"),
+    ] = None,
+    llm: LlmOpt = None,
+    answer_mode: AnswerModeOpt = None,
+    tenant: Tenant = None,
+    collection: Collection = None,
+    uri: Uri = None,
+    token: Token = None,
+) -> None:
+    """An MCP server over stdio for AI tools: search, ask, list_documents, ingest, job_status, and the
+    documents as resources. Nothing but the protocol goes to stdout; notes go to stderr.
+
+      asyncrag mcp --uri ~/rag.db --allow ~/papers
+    """
+    from asyncrag import mcp_server
+
+    flags = {**_where(collection, uri, token, tenant), "llm": llm, "answer_mode": answer_mode}
+    _run(flags, lambda rag: mcp_server.run_stdio(rag, allow or []))
 
 
 @app.command("eval")

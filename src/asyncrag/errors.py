@@ -46,6 +46,10 @@ class LLMUnavailable(AsyncRAGError):
     """No LLM could be loaded or it failed; the message says how to configure one."""
 
 
+class QuotaError(AsyncRAGError):
+    """A tenant's quota (documents, bytes) would be passed: nothing was stored."""
+
+
 class ReadError(AsyncRAGError):
     """A file we cannot ingest; the message is the reason shown next to its path."""
 

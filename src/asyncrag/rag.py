@@ -230,6 +230,11 @@ class AsyncRAG:
         )
 
     @_milvus_errors
+    async def document_text(self, doc_id: str) -> list[str]:
+        """A stored document's chunks' text, in order (overlapping where its chunks overlap)."""
+        return await (await self.collection()).texts(tenants.scoped_id(self.tenant, doc_id))
+
+    @_milvus_errors
     async def delete(self, doc_ids: list[str]) -> list[str]:
         """Delete these documents' chunks and records; returns the ids that were stored."""
         stored = [tenants.scoped_id(self.tenant, d) for d in doc_ids]

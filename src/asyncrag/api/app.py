@@ -22,17 +22,18 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from asyncrag.api import chat, documents, embeddings, health, search
+from asyncrag.api import chat, documents, embeddings, health, mcp_endpoint, search
 from asyncrag.api import models as m
 from asyncrag.api.auth import KeyRing
 from asyncrag.api.deps import ApiError, ServeOptions, Server, get_caller
-from asyncrag.api.guard import Guard, error_response
+from asyncrag.api.guard import MCP_PATH, Guard, error_response
 from asyncrag.api.metrics import MeasuredEmbedder, Metrics
 from asyncrag.config import Settings
 from asyncrag.embed import Embedder, load_embedder
-from asyncrag.errors import AsyncRAGError, ConfigError, FilterError, LLMUnavailable, StoreError
+from asyncrag.errors import AsyncRAGError, ConfigError, FilterError, LLMUnavailable, QuotaError, StoreError
 from asyncrag.llm import ChatModel
 from asyncrag.rag import AsyncRAG
 from asyncrag.store import milvus
@@ -77,8 +78,11 @@ def create_app(
             keyring = KeyRing(milvus.connect(settings.uri, settings.token), settings.collection)
             app.state.server = Server(rag, options, metrics, chat_model.name if chat_model else None, keyring)
             app.state.server.jobs.resume()
+            tools = mcp_endpoint.tools()
             try:
-                yield
+                async with tools.run():
+                    app.state.mcp = tools
+                    yield
             finally:
                 await app.state.server.jobs.aclose()
                 keyring.close()
@@ -102,6 +106,7 @@ def create_app(
     app.add_middleware(Guard)
     app.add_middleware(MeasureRequests)
     _add_routes(app)
+    app.router.routes.append(Route(MCP_PATH, mcp_endpoint.Endpoint(), include_in_schema=False))
     _add_web_page(app)
     return app
 
@@ -130,6 +135,8 @@ def _add_web_page(app: FastAPI) -> None:
 def _status_of(error: AsyncRAGError) -> tuple[int, str]:
     if isinstance(error, (ConfigError, FilterError)):
         return 400, "invalid_request"
+    if isinstance(error, QuotaError):
+        return 403, "quota_exceeded"
     if isinstance(error, StoreError):
         return 503, "store_unavailable"
     return 503, "unavailable"

@@ -21,6 +21,7 @@ from asyncrag.api.auth import NO_KEYS, TENANT_HEADER, KeyRing
 from asyncrag.api.guard import ANY_HOST, LOOPBACK, UNAUTHORIZED
 from asyncrag.api.jobs import Jobs
 from asyncrag.api.metrics import Metrics
+from asyncrag.errors import QuotaError
 from asyncrag.ingest.chunk import token_counter
 from asyncrag.rag import AsyncRAG
 from asyncrag.results import Answer, Source
@@ -104,6 +105,27 @@ class Server:
     def tenant(self) -> str | None:
         return self.rag.tenant
 
+    async def check_quota(self, files: int, size: int) -> None:
+        """Refuse (QuotaError) new files that would take the caller's tenant past its quotas
+        (`tenant_max_documents`, `tenant_max_mb`), counting what is stored and what its jobs hold."""
+        settings, tenant = self.rag.settings, self.tenant
+        if tenant is None or (settings.tenant_max_documents is None and settings.tenant_max_mb is None):
+            return
+        stored = await self.rag.documents()
+        pending_files, pending_bytes = self.jobs.pending(tenant)
+        documents = len(stored) + pending_files + files
+        if settings.tenant_max_documents is not None and documents > settings.tenant_max_documents:
+            raise QuotaError(
+                f"this would make {documents} documents; your tenant's quota is {settings.tenant_max_documents}: "
+                "delete some first, or ask an admin"
+            )
+        mib = (sum(d.size for d in stored) + pending_bytes + size) / 2**20
+        if settings.tenant_max_mb is not None and mib > settings.tenant_max_mb:
+            raise QuotaError(
+                f"this would make {mib:.1f} MiB of documents; your tenant's quota is {settings.tenant_max_mb:g} MiB: "
+                "delete some first, or ask an admin"
+            )
+
     async def count_tokens(self, text: str) -> int:
         """Tokens of `text` by the collection's embedding model's tokenizer (OpenAI's `usage`; words
         when the model has no tokenizer file, as a remote one)."""
@@ -166,6 +188,10 @@ _bearer = HTTPBearer(auto_error=False, description="a key from `asyncrag keys ad
 async def get_caller(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Key:
     """The request's key (checked by the guard already if the request has a body); 401 without one.
     The bearer scheme's dependency puts it in the OpenAPI schema."""
+    return await caller_of(request)
+
+
+async def caller_of(request: Request) -> Key:
     known: Key | None = request.scope.get("state", {}).get("caller")
     if known is None:
         known = await request.app.state.server.identify(request.headers.get("authorization", ""))
@@ -175,6 +201,10 @@ async def get_caller(request: Request, _: Annotated[HTTPAuthorizationCredentials
 
 
 async def get_server(request: Request, caller: Annotated[Key, Depends(get_caller)]) -> Server:
+    return await server_for(request, caller)
+
+
+async def server_for(request: Request, caller: Key) -> Server:
     """The server as this request's caller sees it: within its key's tenant. An admin's key without
     a tenant may name one in the X-Asyncrag-Tenant header (to upload into it, say)."""
     server: Server = request.app.state.server

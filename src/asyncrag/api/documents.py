@@ -10,7 +10,7 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.datastructures import UploadFile
 
 from asyncrag.api import models as m
-from asyncrag.api.deps import ApiError, Server, ServerDep, WriterDep
+from asyncrag.api.deps import ApiError, ServerDep, WriterDep
 from asyncrag.api.jobs import MAX_JOBS_KEPT
 
 router = APIRouter(tags=["documents"])
@@ -70,33 +70,8 @@ async def upload(request: Request, server: WriterDep) -> m.Job:
         uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
         if not uploads:
             raise ApiError(400, "invalid_request", "no files: send them in the multipart field 'files'")
-        await _within_quota(server, len(uploads), sum(u.size or 0 for u in uploads))
+        await server.check_quota(len(uploads), sum(u.size or 0 for u in uploads))
         return await server.jobs.submit(uploads, server.tenant)
-
-
-async def _within_quota(server: Server, files: int, size: int) -> None:
-    """Refuse an upload that would take the caller's tenant past its quotas (`--tenant-max-*`)."""
-    settings, tenant = server.rag.settings, server.tenant
-    if tenant is None or (settings.tenant_max_documents is None and settings.tenant_max_mb is None):
-        return
-    stored = await server.rag.documents()
-    pending_files, pending_bytes = server.jobs.pending(tenant)
-    documents = len(stored) + pending_files + files
-    if settings.tenant_max_documents is not None and documents > settings.tenant_max_documents:
-        raise ApiError(
-            403,
-            "quota_exceeded",
-            f"this would make {documents} documents; your tenant's quota is {settings.tenant_max_documents}: "
-            "delete some first, or ask an admin",
-        )
-    mib = (sum(d.size for d in stored) + pending_bytes + size) / 2**20
-    if settings.tenant_max_mb is not None and mib > settings.tenant_max_mb:
-        raise ApiError(
-            403,
-            "quota_exceeded",
-            f"this would make {mib:.1f} MiB of documents; your tenant's quota is {settings.tenant_max_mb:g} MiB: "
-            "delete some first, or ask an admin",
-        )
 
 
 @router.get("/v1/jobs/{job_id}", responses={404: {"model": m.ErrorResponse}})

@@ -30,6 +30,7 @@ LOOPBACK = ("localhost", "127.0.0.1", "::1")
 UNAUTHORIZED = "missing or wrong API key: send 'Authorization: Bearer <key>'"
 ANY_HOST = "*"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MCP_PATH = "/mcp"
 
 
 def error_response(status: int, type: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -68,7 +69,8 @@ class Guard:
             await refusal(scope, receive, send)
             return
         multipart = headers.get("content-type", "").lower().startswith("multipart/form-data")
-        mib = options.max_upload_mb if multipart else options.max_json_mb
+        upload = multipart or scope["path"] == MCP_PATH  # MCP's ingest tool carries a file in its JSON
+        mib = options.max_upload_mb if upload else options.max_json_mb
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > mib * 2**20:
             await error_response(413, "too_large", _over(mib))(scope, receive, send)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from llama_index.core.schema import BaseNode
 from pymilvus import AsyncMilvusClient, MilvusClient
@@ -22,7 +24,7 @@ from asyncrag.config import Settings
 from asyncrag.embed.base import Embedder
 from asyncrag.errors import StoreError, milvus_errors
 from asyncrag.results import CollectionStats
-from asyncrag.store import expr, milvus, tenants
+from asyncrag.store import expr, milvus, scan, tenants
 from asyncrag.store.coalesce import Coalescer
 from asyncrag.store.manifest import DocumentRecord, Manifest, manifest_name
 from asyncrag.store.manifest import ensure as ensure_manifest
@@ -219,6 +221,20 @@ class Collection:
             await self._delete_where(expr.is_in(store.doc_id_field, doc_ids[i : i + _ID_BATCH]))
         await self.manifest.delete(doc_ids)
 
+    async def texts(self, doc_id: str) -> list[str]:
+        """The text of a document's chunks, in the order they were cut (its complete version's only)."""
+        record = (await self.manifest.get([doc_id])).get(doc_id)
+        store = await self.open_store()
+        which = expr.equals(VERSION_FIELD, record.version) if record is not None and record.version else ""
+        where = expr.all_of(tenants.clause(self.tenant), expr.equals(store.doc_id_field, doc_id), which)
+        fields = [store.text_key, "_node_content"]
+
+        def read() -> list[dict[str, Any]]:
+            return [row for page in scan.pages(self._client, self.name, fields, filter=where) for row in page]
+
+        rows = await asyncio.to_thread(read)
+        return [str(row[store.text_key]) for row in sorted(rows, key=_position)]
+
     async def flush(self) -> None:
         """Seal what was written: searches right after read sealed segments (fast), not the memtable.
         A store never opened was not written to."""
@@ -269,6 +285,12 @@ class _StoreOpener:
             consistency_level=s.consistency_level,
             bm25=s.bm25,
         )
+
+
+def _position(row: dict[str, Any]) -> tuple[int, int]:
+    """Where a stored chunk was cut from: its page, then its offset (LlamaIndex's node JSON)."""
+    node = json.loads(row.get("_node_content") or "{}")
+    return int(node.get("metadata", {}).get("page") or 0), int(node.get("start_char_idx") or 0)
 
 
 def _shows(record: DocumentRecord | None, node: BaseNode) -> bool:

@@ -1,0 +1,42 @@
+"""`/mcp`: the MCP server (mcp_server.py) over streamable HTTP, behind the API's guard and keys.
+
+Stateless, with JSON answers: each request is one call on its own, so any number of clients (or
+server replicas) need no session state, and the caller is known from the request's own key. The
+guard (api/guard.py) has checked its Host, origin, key and size before the SDK sees it, so the
+SDK's own Host check is off.
+"""
+
+from __future__ import annotations
+
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
+
+from asyncrag import mcp_server
+from asyncrag.api.deps import ApiError, Server, caller_of, server_for
+
+
+async def _server_of(request: Request) -> Server:
+    try:
+        return await server_for(request, await caller_of(request))
+    except ApiError as e:
+        raise mcp_server.Failure(e.message) from None
+
+
+def tools() -> StreamableHTTPSessionManager:
+    """A new session manager for one run of the app (the lifespan enters it: it runs once)."""
+    server = mcp_server.http_server(_server_of)
+    server.streamable_http_app(
+        stateless_http=True,
+        json_response=True,
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    )
+    return server.session_manager
+
+
+class Endpoint:
+    """The `/mcp` route: the running app's session manager answers."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await StreamableHTTPASGIApp(scope["app"].state.mcp)(scope, receive, send)
