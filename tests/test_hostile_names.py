@@ -8,6 +8,7 @@ The hash embedder stands in for the model: these are tests of plumbing, on a rea
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,10 +19,12 @@ import pytest
 import typer.main
 from api_support import serving, settings_for
 from conftest import HashEmbedder, cli_environment
+from starlette.routing import Route
 from typer.testing import CliRunner, Result
 
 from asyncrag import cli
 from asyncrag.api import create_app
+from asyncrag.store.expr import literal
 from asyncrag.store.milvus import release_lite
 
 # Each once broke something somewhere, or is the kind that does: expression quotes and operators
@@ -202,8 +205,38 @@ def cli_keys(env: dict[str, str], corpus: dict[str, Path]) -> None:
     assert documents(env) == {str(p) for p in corpus.values()}
 
 
+def cli_mcp(env: dict[str, str], corpus: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`mcp` takes its folders and tenant as given (its tools have their case: `http_mcp`, the same
+    server over HTTP); a folder named like code is allowed as itself, and nothing outside it."""
+    import asyncio
+
+    from mcp import Client
+
+    from asyncrag import mcp_server
+
+    seen: list[object] = []
+
+    async def capture(rag: object, allow: list[Path]) -> None:
+        seen.append(allow)
+        local = mcp_server.Local(rag, allow)  # type: ignore[arg-type]
+        async with Client(mcp_server.stdio_server(local)) as client:
+            job = (await client.call_tool("ingest", {"path": str(corpus[HOSTILE[2]])})).structured_content
+            while local.jobs[job["id"]].status == "running":  # type: ignore[index]
+                await asyncio.sleep(0.05)
+            assert local.jobs[job["id"]].status == "done"  # type: ignore[index]
+            refused = await client.call_tool("ingest", {"path": str(Path.cwd())})
+            assert refused.is_error and "--allow" in refused.content[0].text  # type: ignore[union-attr]
+        await local.aclose()
+
+    monkeypatch.setattr(mcp_server, "run_stdio", capture)
+    folder = corpus[HOSTILE[2]].parent
+    clean(run(env, "mcp", "--allow", str(folder)))
+    assert seen == [[folder]]
+
+
 CLI_CASES: dict[str, Callable[..., None]] = {
     "keys": cli_keys,
+    "mcp": cli_mcp,
     "ingest": cli_ingest,
     "documents": cli_documents,
     "delete": cli_delete,
@@ -229,7 +262,7 @@ def test_hostile_names_through_the_cli(
 ) -> None:
     monkeypatch.setattr(cli.out, "width", 1000)  # a long name is not folded across lines
     case = CLI_CASES[command]
-    case(env, corpus, monkeypatch) if case is cli_serve else case(env, corpus)
+    case(env, corpus, monkeypatch) if case in (cli_serve, cli_mcp) else case(env, corpus)
 
 
 # -- every HTTP route --------------------------------------------------------------------------------
@@ -319,7 +352,46 @@ async def http_plain(client: Client, corpus: dict[str, Path], path: str) -> None
     assert (await client.get(path)).status_code == 200
 
 
+async def mcp_call(client: Client, method: str, params: dict[str, object]) -> dict:
+    rpc = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+    response = await client.post("/mcp", json=rpc, headers={"Accept": "application/json, text/event-stream"})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def mcp_tool(client: Client, tool: str, **arguments: object) -> dict:
+    return (await mcp_call(client, "tools/call", {"name": tool, "arguments": arguments}))["result"]
+
+
+async def http_mcp(client: Client, corpus: dict[str, Path]) -> None:
+    """Every MCP tool and resource method with the hostile names (the tools are enumerated: each has a line)."""
+    tools = {t["name"] for t in (await mcp_call(client, "tools/list", {}))["result"]["tools"]}
+    assert tools == {"search", "ask", "list_documents", "ingest", "job_status"}
+    for i, name in enumerate(HOSTILE):
+        hits = (await mcp_tool(client, "search", query=marker(i), mode="sparse", k=1))["structuredContent"]["sources"]
+        assert hits[0]["source"] == listed_as(corpus[name])
+        from_filter = await mcp_tool(client, "search", query="marker", filter=f"file_name == {literal(name)}")
+        assert [h["source"] for h in from_filter["structuredContent"]["sources"]] == [listed_as(corpus[name])]
+        assert not (await mcp_tool(client, "ask", question=name))["isError"]
+        missing = await mcp_tool(client, "job_status", job_id=name)
+        assert missing["isError"] and missing["content"][0]["text"] == f"no job {name!r}"
+    listed = (await mcp_tool(client, "list_documents"))["structuredContent"]["documents"]
+    assert {d["name"] for d in listed} == set(HOSTILE)
+    resources = (await mcp_call(client, "resources/list", {}))["result"]["resources"]
+    assert {r["name"] for r in resources} == set(HOSTILE)
+    for r in resources:
+        text = (await mcp_call(client, "resources/read", {"uri": r["uri"]}))["result"]["contents"][0]["text"]
+        assert marker(HOSTILE.index(r["name"])) in text
+    for bad in ['x" or doc_id != "y', "..%2F..%2Fetc%2Fpasswd", "%00", quote(str(corpus[HOSTILE[3]]), safe="")]:
+        error = (await mcp_call(client, "resources/read", {"uri": "asyncrag://document/" + bad}))["error"]
+        assert "\n" not in error["message"] and "Traceback" not in error["message"], error
+    job = (await mcp_tool(client, "ingest", name=HOSTILE[0], text="a note about zq99x"))["structuredContent"]
+    done = await _wait(client, job["id"])
+    assert done["status"] == "done" and done["report"]["files"] == 1, done
+
+
 HTTP_CASES: dict[tuple[str, str], Callable[[Client, dict[str, Path]], object]] = {
+    ("post", "/mcp"): http_mcp,
     ("post", "/v1/documents"): http_upload,
     ("get", "/v1/documents"): http_list,
     ("delete", "/v1/documents/{doc_id}"): http_delete,
@@ -337,7 +409,10 @@ HTTP_CASES: dict[tuple[str, str], Callable[[Client, dict[str, Path]], object]] =
 
 
 def test_every_route_has_a_case() -> None:
-    routes = {(method, path) for path, ops in create_app().openapi()["paths"].items() for method in ops}
+    app = create_app()
+    routes = {(method, path) for path, ops in app.openapi()["paths"].items() for method in ops}
+    # ... and the routes outside the schema that are apps of their own (/mcp)
+    routes |= {("post", r.path) for r in app.routes if isinstance(r, Route) and not inspect.isroutine(r.endpoint)}
     assert routes == set(HTTP_CASES), "a route without a hostile-name case (or a case without a route)"
 
 

@@ -96,9 +96,7 @@ class _Server(MCPServer):
 
     session_of: SessionOf
 
-    async def _handle_list_resources(
-        self, ctx: Any, params: PaginatedRequestParams | None
-    ) -> ListResourcesResult:
+    async def _handle_list_resources(self, ctx: Any, params: PaginatedRequestParams | None) -> ListResourcesResult:
         try:
             session = await self.session_of(Context(request_context=ctx, mcp_server=self))
             documents = await _documents(session)

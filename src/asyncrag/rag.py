@@ -325,7 +325,7 @@ class AsyncRAG:
                 temp = reindex.temporary_name(records)
                 if client.has_collection(temp):
                     client.drop_collection(temp)
-                manifest.create(client, temp)
+                manifest.create(client, temp, milvus.server_partition_key_upserts(client))
                 moved = await asyncio.to_thread(reindex.copy_rows, client, records, temp, {tenants.FIELD: ""})
                 await asyncio.to_thread(reindex.swap, client, records)
                 copied = (copied or 0) + moved

@@ -78,10 +78,8 @@ def create_app(
             keyring = KeyRing(milvus.connect(settings.uri, settings.token), settings.collection)
             app.state.server = Server(rag, options, metrics, chat_model.name if chat_model else None, keyring)
             app.state.server.jobs.resume()
-            tools = mcp_endpoint.tools()
             try:
-                async with tools.run():
-                    app.state.mcp = tools
+                async with mcp_endpoint.running() as app.state.mcp:
                     yield
             finally:
                 await app.state.server.jobs.aclose()

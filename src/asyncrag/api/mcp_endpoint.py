@@ -8,6 +8,10 @@ SDK's own Host check is off.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.requests import Request
@@ -24,15 +28,34 @@ async def _server_of(request: Request) -> Server:
         raise mcp_server.Failure(e.message) from None
 
 
-def tools() -> StreamableHTTPSessionManager:
-    """A new session manager for one run of the app (the lifespan enters it: it runs once)."""
+@asynccontextmanager
+async def running() -> AsyncIterator[StreamableHTTPSessionManager]:
+    """A session manager for one run of the app (it runs once), run by a task of its own: its task
+    group must be left by the task that entered it, and a lifespan may end in another one."""
     server = mcp_server.http_server(_server_of)
     server.streamable_http_app(
         stateless_http=True,
         json_response=True,
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
     )
-    return server.session_manager
+    manager = server.session_manager
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def run() -> None:
+        async with manager.run():
+            started.set()
+            await stop.wait()
+
+    task, waiter = asyncio.ensure_future(run()), asyncio.ensure_future(started.wait())
+    await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if task.done():
+        task.result()  # it failed to start: say why
+    try:
+        yield manager
+    finally:
+        stop.set()
+        await task
 
 
 class Endpoint:

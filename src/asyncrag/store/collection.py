@@ -86,7 +86,7 @@ class Collection:
             with milvus_errors(f"Milvus at {s.uri} refused the records of {s.collection!r}"):
                 records = manifest_name(s.collection)
                 if create:
-                    ensure_manifest(client, s.collection)
+                    ensure_manifest(client, s.collection, milvus.server_partition_key_upserts(client))
                 elif client.has_collection(records):
                     client.load_collection(records)  # written by another process: released
                 tenant_field = not client.has_collection(records) or milvus.has_field(client, records, tenants.FIELD)
@@ -142,7 +142,8 @@ class Collection:
     async def make_writable(self) -> None:
         """Create the records' collection if it is missing (sync: Lite's async client cannot)."""
         if not self.writable:
-            await asyncio.to_thread(ensure_manifest, self._client, self.name)
+            key = await asyncio.to_thread(milvus.server_partition_key_upserts, self._client)
+            await asyncio.to_thread(ensure_manifest, self._client, self.name, key)
             self.writable = self._has_records = True
             if self._opener is not None:
                 self._opener.create = True

@@ -75,17 +75,18 @@ def manifest_name(collection: str) -> str:
     return collection + SUFFIX
 
 
-def ensure(client: MilvusClient, collection: str) -> None:
+def ensure(client: MilvusClient, collection: str, partition_key: bool) -> None:
     """Create the manifest collection of `collection` if it is missing (sync: Lite's async client cannot)."""
     name = manifest_name(collection)
     if client.has_collection(name):
         client.load_collection(name)
         return
-    create(client, name)
+    create(client, name, partition_key)
 
 
-def create(client: MilvusClient, name: str) -> None:
-    """A records collection called `name`, in today's schema."""
+def create(client: MilvusClient, name: str, partition_key: bool) -> None:
+    """A records collection called `name`, in today's schema; the tenant is its partition key
+    where the server's upserts allow (store/milvus.server_partition_key_upserts)."""
     schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
     schema.add_field("doc_id", DataType.VARCHAR, max_length=65_535, is_primary=True)
     for text in ("hash", "fingerprint", "writing"):
@@ -94,7 +95,7 @@ def create(client: MilvusClient, name: str) -> None:
         schema.add_field(number, DataType.INT64)
     schema.add_field("source", DataType.VARCHAR, max_length=65_535)
     schema.add_field("updated_at", DataType.DOUBLE)
-    schema.add_field(tenants.FIELD, DataType.VARCHAR, max_length=tenants.MAX_LENGTH, is_partition_key=True)
+    schema.add_field(tenants.FIELD, DataType.VARCHAR, max_length=tenants.MAX_LENGTH, is_partition_key=partition_key)
     schema.add_field(_VECTOR, DataType.FLOAT_VECTOR, dim=2)
     index = client.prepare_index_params()
     index.add_index(_VECTOR, index_type="FLAT", metric_type="L2")

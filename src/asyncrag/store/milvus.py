@@ -36,6 +36,9 @@ EMBEDDING_FIELD = "embedding"
 TEXT_FIELD = "text"  # LlamaIndex's text field; BM25 reads it
 SPARSE_FIELD = "sparse_embedding"
 BM25_SINCE = (2, 5)  # the first Milvus server version with BM25 functions
+# Milvus 2.3.5 routes an upserted row by the wrong field's hash (milvus-io/milvus#30607, fixed in
+# February 2024): `tenant == "x"` then finds nothing. Measured; before 2.4 the tenant is a plain field.
+PARTITION_KEY_SINCE = (2, 4)
 CONNECT_TIMEOUT_S = 10.0
 # Per write or delete to a server; the ingest pipeline retries a few times on top. Milvus Lite runs
 # in this process and cannot go down on its own: no deadline there (a big upsert on a loaded
@@ -148,11 +151,20 @@ def collection_model(client: MilvusClient, collection: str) -> tuple[str | None,
 def server_has_bm25(client: MilvusClient) -> bool:
     """Whether the server can make BM25 fields: Milvus Lite 3, or a server >= 2.5 (its version
     string is 'v2.3.5-lite' for the PyPI server, '...Compatible with Milvus 2.6' on Zilliz Cloud)."""
+    return _server_since(client, BM25_SINCE)
+
+
+def server_partition_key_upserts(client: MilvusClient) -> bool:
+    """Whether upserts put a row in its partition key's partition: Milvus Lite, or a server >= 2.4."""
+    return _server_since(client, PARTITION_KEY_SINCE)
+
+
+def _server_since(client: MilvusClient, since: tuple[int, int]) -> bool:
     version = client.get_server_version()
     if version.startswith("milvus_lite"):
         return True
     found = re.search(r"(\d+)\.(\d+)", version)
-    return found is None or (int(found[1]), int(found[2])) >= BM25_SINCE
+    return found is None or (int(found[1]), int(found[2])) >= since
 
 
 def bm25_function(info: dict[str, Any]) -> BM25BuiltInFunction | None:
@@ -217,6 +229,7 @@ def open_store(
             sparse_embedding_field=sparse.output_field_names[0] if sparse else SPARSE_FIELD,
             scalar_field_names=[tenants.FIELD],
             scalar_field_types=[DataType.VARCHAR],
+            tenant_partition_key=server_partition_key_upserts(client),
             collection_properties=None
             if exists
             else {MODEL_PROPERTY: embedder.identity, MODEL_NAME_PROPERTY: embedder.name},
@@ -231,7 +244,7 @@ def open_store(
         store.server_has_bm25 = has_bm25
         store.has_tenants = not exists or has_field(client, collection, tenants.FIELD)
         if create:
-            manifest.ensure(client, collection)
+            manifest.ensure(client, collection, partition_key=server_partition_key_upserts(client))
     return store
 
 
@@ -251,9 +264,9 @@ def index_params(store: CoalescingMilvusVectorStore) -> IndexParams:
 def is_companion(name: str, names: set[str]) -> bool:
     """A collection's document records (store/manifest.py) or keys (store/keys.py), or a copy
     `reindex` is making of it: not a collection of its own."""
-    suffixes = (manifest.SUFFIX, keys.SUFFIX)
-    owned = any(name.endswith(suffix) and name.removesuffix(suffix) in names for suffix in suffixes)
-    return owned or name.endswith(reindex.SUFFIX)
+    owned = name.endswith(manifest.SUFFIX) and name.removesuffix(manifest.SUFFIX) in names
+    # Keys may be made before the first ingest makes their collection (the name is reserved).
+    return owned or name.endswith((keys.SUFFIX, reindex.SUFFIX))
 
 
 def collection_names(client: MilvusClient) -> list[str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import json
 from collections.abc import Callable, Sequence
@@ -38,6 +39,7 @@ from asyncrag.store.coalesce import Coalescer, ItemError
 from asyncrag.store.fusion import DEFAULT_FUSION, Fusion, Hit, fuse
 
 Row = dict[str, Any]
+_TENANT_PARTITION_KEY: contextvars.ContextVar[bool] = contextvars.ContextVar("tenant_partition_key", default=True)
 InsertKey = tuple[str | None, int]  # partition, vector length
 # mode, top-k, filter, output fields, search params (JSON), partitions, vector length
 SearchKey = tuple[str, int, str, tuple[str, ...], str, tuple[str, ...] | None, int]
@@ -121,10 +123,16 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
         max_search_batch: int | None = None,
         max_wait_s: float | None = None,
         max_in_flight: int | None = None,
+        tenant_partition_key: bool = True,
         **kwargs: Any,
     ) -> None:
-        # MilvusVectorStore hands unknown keyword arguments to MilvusClient, so take ours first.
-        super().__init__(*args, **kwargs)
+        # MilvusVectorStore hands unknown keyword arguments to MilvusClient, so take ours first;
+        # it makes a new collection inside its constructor, before any field of ours can be set.
+        token = _TENANT_PARTITION_KEY.set(tenant_partition_key)
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            _TENANT_PARTITION_KEY.reset(token)
         tuning = {
             "max_batch_rows": max_batch_rows,
             "max_batch_bytes": max_batch_bytes,
@@ -142,7 +150,8 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
 
     def _add_fields_to_schema(self, schema: CollectionSchema) -> CollectionSchema:
         """The official schema; `tenant` among `scalar_field_names` becomes the partition key
-        (store/tenants.py), which the official store cannot make."""
+        (store/tenants.py), which the official store cannot make, unless the constructor was told
+        `tenant_partition_key=False` (a server whose upserts misplace it: store/milvus.py)."""
         names, types = self.scalar_field_names, self.scalar_field_types
         if not names or tenants.FIELD not in names:
             return super()._add_fields_to_schema(schema)
@@ -153,7 +162,8 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
             schema = super()._add_fields_to_schema(schema)
         finally:
             self.scalar_field_names, self.scalar_field_types = names, types
-        schema.add_field(tenants.FIELD, DataType.VARCHAR, max_length=tenants.MAX_LENGTH, is_partition_key=True)
+        key = _TENANT_PARTITION_KEY.get()
+        schema.add_field(tenants.FIELD, DataType.VARCHAR, max_length=tenants.MAX_LENGTH, is_partition_key=key)
         return schema
 
     async def async_add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
