@@ -390,7 +390,31 @@ async def http_mcp(client: Client, corpus: dict[str, Path]) -> None:
     assert done["status"] == "done" and done["report"]["files"] == 1, done
 
 
+async def http_keys(client: Client, corpus: dict[str, Path]) -> None:
+    """Key names are data through every key route; a tenant's name is checked (400, one line)."""
+    made = await client.post("/v1/keys", json={"name": "admin", "role": "admin"})
+    assert made.status_code == 201, made.text
+    client.headers["Authorization"] = f"Bearer {made.json()['key']}"  # the server is no longer open
+    printable = [n for n in HOSTILE if n.isprintable()]
+    for name in HOSTILE:
+        r = await client.post("/v1/keys", json={"name": name, "tenant": "t1"})
+        assert r.status_code == (201 if name in printable else 400), r.text
+        assert "\n" not in r.json().get("error", {}).get("message", "")
+    listed = {k["name"]: k for k in (await client.get("/v1/keys")).json()["keys"]}
+    assert set(listed) == {"admin", *printable} and listed[printable[0]]["tenant"] == "t1"
+    for name in printable[:6]:
+        assert (await client.delete("/v1/keys/" + quote(name, safe=""))).status_code == 200
+        assert (await client.delete("/v1/keys/" + quote(name, safe=""))).status_code == 404
+    assert {k["name"] for k in (await client.get("/v1/keys")).json()["keys"]} == {"admin", *printable[6:]}
+    for name in HOSTILE[:3]:
+        r = await client.post("/v1/keys", json={"name": "k", "tenant": name})
+        assert r.status_code == 400 and "invalid tenant name" in r.json()["error"]["message"], r.text
+
+
 HTTP_CASES: dict[tuple[str, str], Callable[[Client, dict[str, Path]], object]] = {
+    ("get", "/v1/keys"): http_keys,
+    ("post", "/v1/keys"): http_keys,
+    ("delete", "/v1/keys/{name}"): http_keys,
     ("post", "/mcp"): http_mcp,
     ("post", "/v1/documents"): http_upload,
     ("get", "/v1/documents"): http_list,

@@ -200,6 +200,12 @@ def http_requests(w: World, target: str) -> dict[tuple[str, str], st.SearchStrat
             lambda j: Request("GET", f"/v1/jobs/{j}"), st.sampled_from(w.jobs[target])
         ),
         ("get", "/v1/stats"): st.just(Request("GET", "/v1/stats")),
+        ("get", "/v1/keys"): st.just(Request("GET", "/v1/keys")),
+        ("post", "/v1/keys"): st.builds(
+            lambda role: Request("POST", "/v1/keys", {"name": f"{target}-more", "role": role, "tenant": target}),
+            st.sampled_from(["reader", "writer", "admin"]),
+        ),
+        ("delete", "/v1/keys/{name}"): st.just(Request("DELETE", f"/v1/keys/{target}")),
         ("get", "/v1/models"): st.just(Request("GET", "/v1/models")),
         ("get", "/healthz"): st.just(Request("GET", "/healthz")),
         ("get", "/readyz"): st.just(Request("GET", "/readyz")),

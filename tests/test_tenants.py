@@ -275,3 +275,39 @@ def test_keys_store_only_a_hash(tmp_path: Path) -> None:
     assert milvus.collection_names(client) == []  # a collection's keys are not a collection
     client.close()
     milvus.release_lite(uri)
+
+
+async def test_an_admin_manages_keys_over_http_and_they_work_at_once(tmp_path: Path, hash_embedder) -> None:
+    """On Milvus Lite the server holds the database, so `asyncrag keys` cannot reach it: the routes can."""
+    settings = settings_for(str(tmp_path / "milvus.db"))
+    async with serving(settings, hash_embedder, upload_dir=tmp_path / "up", api_key="root") as (_, client):
+        made = await client.post(
+            "/v1/keys", json={"name": "carol", "role": "writer", "tenant": "acme"}, headers=bearer("root")
+        )
+        assert made.status_code == 201 and made.json()["tenant"] == "acme", made.text
+        carol = made.json()["key"]
+        assert (await upload(client, carol, "a.txt", "Carol's note.")).status_code == 200
+        assert (await client.get("/v1/keys", headers=bearer(carol))).status_code == 403
+        listed = (await client.get("/v1/keys", headers=bearer("root"))).json()["keys"]
+        assert [k["name"] for k in listed] == ["carol"] and "key" not in listed[0]
+        assert (await client.delete("/v1/keys/carol", headers=bearer("root"))).status_code == 200
+        assert (await client.get("/v1/stats", headers=bearer(carol))).status_code == 401
+    milvus.release_lite(settings.uri)
+
+
+async def test_prune_within_a_tenant_leaves_the_others(tmp_path: Path, hash_embedder) -> None:
+    uri = str(tmp_path / "milvus.db")
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Alpha.")
+    (folder / "b.txt").write_text("Beta.")
+    for tenant in ("acme", "beta"):
+        async with AsyncRAG(embedder=hash_embedder, uri=uri, collection="c", tenant=tenant, llm="none") as rag:
+            assert (await rag.ingest([folder])).files == 2
+    (folder / "b.txt").unlink()
+    async with AsyncRAG(embedder=hash_embedder, uri=uri, collection="c", tenant="acme", llm="none") as rag:
+        report = await rag.ingest([folder], prune=True)
+        assert [d.doc_id for d in report.documents if str(d.status) == "deleted"] == [str(folder / "b.txt")]
+    async with AsyncRAG(embedder=hash_embedder, uri=uri, collection="c", tenant="beta", llm="none") as rag:
+        assert len(await rag.documents()) == 2
+    milvus.release_lite(uri)

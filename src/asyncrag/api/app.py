@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from asyncrag.api import chat, documents, embeddings, health, mcp_endpoint, search
+from asyncrag.api import chat, documents, embeddings, health, keys, mcp_endpoint, search
 from asyncrag.api import models as m
 from asyncrag.api.auth import KeyRing
 from asyncrag.api.deps import ApiError, ServeOptions, Server, get_caller
@@ -112,7 +112,7 @@ def create_app(
 def _add_routes(app: FastAPI) -> None:
     """Every route needs a key (when any is set: api/auth.py) but liveness, which tells nothing about the data."""
     app.include_router(health.public_router)
-    for routes in (health.router, search.router, documents.router, chat.router, embeddings.router):
+    for routes in (health.router, search.router, documents.router, chat.router, embeddings.router, keys.router):
         app.include_router(routes, dependencies=[Depends(get_caller)])
 
 

@@ -51,6 +51,10 @@ class KeyRing:
             return ENV_KEY
         return self._keys.get(keys.digest(given)) if given else None
 
+    def expire(self) -> None:
+        """Read the keys again before the next request (they were just changed)."""
+        self._loaded = -REFRESH_S
+
     async def _refresh(self) -> None:
         if self.client is None or time.monotonic() - self._loaded < REFRESH_S:
             return

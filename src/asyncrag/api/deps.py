@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.convertors import Convertor, register_url_convertor
 
 from asyncrag.api import models as m
 from asyncrag.api.auth import NO_KEYS, TENANT_HEADER, KeyRing
@@ -58,6 +59,23 @@ def allowed_hosts(bind: str, given: list[str]) -> tuple[str, ...]:
     if bind in ("0.0.0.0", "::", "") and not named:
         return (ANY_HOST,)
     return tuple(dict.fromkeys((*LOOPBACK, bind.strip("[]").lower(), *named)))
+
+
+class _AnyText(Convertor[str]):
+    """A path segment of any text (a document id is a path, a key's name is a name: either may hold
+    any character): Starlette's `path` convertor (`.*`) stops at a newline, so such a document
+    could not be deleted. Registered here, before any route module declares a path that uses it."""
+
+    regex = r"[\s\S]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("any_text", _AnyText())
 
 
 class ApiError(Exception):

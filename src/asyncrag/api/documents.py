@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from starlette.convertors import Convertor, register_url_convertor
 from starlette.datastructures import UploadFile
 
 from asyncrag.api import models as m
@@ -16,20 +15,6 @@ from asyncrag.api.jobs import MAX_JOBS_KEPT
 router = APIRouter(tags=["documents"])
 
 
-class _AnyText(Convertor[str]):
-    """A document id is a path, and a path may hold any character: Starlette's `path` convertor
-    (`.*`) stops at a newline, so such a document could not be deleted."""
-
-    regex = r"[\s\S]+"
-
-    def convert(self, value: str) -> str:
-        return value
-
-    def to_string(self, value: str) -> str:
-        return value
-
-
-register_url_convertor("any_text", _AnyText())
 
 UPLOAD_BODY = {
     "requestBody": {

@@ -131,6 +131,27 @@ class DocumentList(BaseModel):
     documents: list[Document]
 
 
+class KeyOut(BaseModel):
+    name: str
+    role: Literal["reader", "writer", "admin"]
+    tenant: str | None = Field(description="the tenant it works within; null: the whole collection")
+    created_at: float
+
+
+class KeyList(BaseModel):
+    keys: list[KeyOut]
+
+
+class KeyMade(KeyOut):
+    key: str = Field(description="the key itself: shown this once, only its hash is kept")
+
+
+class NewKey(_Strict):
+    name: str = Field(min_length=1, max_length=128, examples=["alice"])
+    role: Literal["reader", "writer", "admin"] = "reader"
+    tenant: str | None = Field(None, examples=["acme"], description="null: the whole collection")
+
+
 class Deleted(BaseModel):
     id: str
     chunks: int

@@ -14,7 +14,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from pymilvus import DataType, MilvusClient
 
@@ -41,7 +41,7 @@ class Key:
         """Whether this key may do what `role` may: reader < writer < admin."""
         return ROLES.index(self.role) >= ROLES.index(role)
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "role": self.role, "tenant": self.tenant, "created_at": self.created_at}
 
 
