@@ -448,12 +448,13 @@ def stats(
 
 @app.command("reindex")
 def reindex_cmd(collection: Collection = None, uri: Uri = None, token: Token = None) -> None:
-    """Add the BM25 field (sparse and hybrid search) to a collection made without it; no re-embedding."""
+    """Give a collection today's schema, keeping its vectors (nothing is embedded again): the BM25
+    field (sparse and hybrid search) where the server has BM25, and the tenant field (--tenant)."""
     copied = _run({"collection": collection, "uri": uri, "token": token}, lambda rag: rag.reindex())
     if copied is None:
-        out.print("the collection already has its BM25 field: nothing to do")
+        out.print("the collection already has today's schema: nothing to do")
     else:
-        out.print(f"{copied} chunks copied into the new schema: sparse and hybrid search work now", highlight=False)
+        out.print(f"{copied} rows (chunks and document records) copied into today's schema", highlight=False)
 
 
 @app.command()

@@ -302,7 +302,7 @@ def http_server(server_of: Callable[[Any], Awaitable[Server]]) -> MCPServer:
         async def work(session: Session) -> m.Job:
             api: Server = session  # type: ignore[assignment]
             if not api.caller.can("writer"):
-                raise Failure(f"ingesting needs a writer's key or better; yours is a {api.caller.role}'s")
+                raise Failure(api.caller.refusal("writer", "ingesting"))
             data = _content(text, base64_content)
             if len(data) > api.options.max_upload_mb * 2**20:
                 raise Failure(f"the file is over the upload limit of {api.options.max_upload_mb:g} MiB")

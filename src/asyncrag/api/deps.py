@@ -241,7 +241,7 @@ ServerDep = Annotated[Server, Depends(get_server)]
 def _role(role: Role) -> Callable[[Server], Awaitable[Server]]:
     async def check(server: ServerDep) -> Server:
         if not server.caller.can(role):
-            raise ApiError(403, "forbidden", f"this needs a {role}'s key or better; yours is a {server.caller.role}'s")
+            raise ApiError(403, "forbidden", server.caller.refusal(role))
         return server
 
     return check

@@ -120,9 +120,7 @@ class Collection:
         Raises StoreError when the collection has no tenant field (made before tenants)."""
         store = await self.open_store()
         if tenant is not None and not (store.has_tenants and self.manifest.tenant_field):
-            raise StoreError(
-                f"collection {self.name!r} was made before tenants: run `asyncrag reindex` to add the tenant field"
-            )
+            raise StoreError(tenants.BEFORE_TENANTS.format(collection=self.name))
         view = copy.copy(self)
         view.tenant, view.manifest, view._lookups = tenant, self.manifest.scoped(tenant), None
         return view

@@ -41,8 +41,16 @@ class Key:
         """Whether this key may do what `role` may: reader < writer < admin."""
         return ROLES.index(self.role) >= ROLES.index(role)
 
+    def refusal(self, role: Role, what: str = "this") -> str:
+        """Why this key may not do `what` (which needs `role`), in one line."""
+        return f"{what} needs {_a(role)}'s key or better; yours is {_a(self.role)}'s"
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "role": self.role, "tenant": self.tenant, "created_at": self.created_at}
+
+
+def _a(role: str) -> str:
+    return ("an " if role[0] in "aeiou" else "a ") + role
 
 
 def keys_name(collection: str) -> str:

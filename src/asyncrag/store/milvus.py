@@ -277,6 +277,8 @@ def collection_names(client: MilvusClient) -> list[str]:
 def stats(client: MilvusClient, collection: str, tenant: str | None = None) -> CollectionStats:
     """A collection's counts; `tenant`'s documents and chunks alone, if given."""
     _, name, dim = collection_model(client, collection)
+    if tenant is not None and not has_field(client, collection, tenants.FIELD):
+        raise StoreError(tenants.BEFORE_TENANTS.format(collection=collection))
     within = tenants.clause(tenant)
     client.load_collection(collection)
     rows = client.query(collection, filter=within, output_fields=["count(*)"])

@@ -36,12 +36,18 @@ def finish_interrupted(client: MilvusClient, collection: str) -> bool:
 def copy_rows(client: MilvusClient, source: str, target: str, missing: dict[str, Any] | None = None) -> int:
     """Every row of `source` into `target` (upserts: a retried batch cannot duplicate); `missing`
     gives the fields the old rows lack their values."""
+    made = _function_outputs(client, target)  # Milvus fills them (BM25) and refuses them given
     copied = 0
     for rows in scan.pages(client, source, ["*"], rows=BATCH_ROWS):
-        client.upsert(target, [(missing or {}) | row for row in rows])
+        client.upsert(target, [{k: v for k, v in ((missing or {}) | row).items() if k not in made} for row in rows])
         copied += len(rows)
     client.flush(target)
     return copied
+
+
+def _function_outputs(client: MilvusClient, collection: str) -> set[str]:
+    functions = client.describe_collection(collection).get("functions", [])
+    return {name for function in functions for name in function.get("output_field_names", [])}
 
 
 def swap(client: MilvusClient, collection: str) -> None:

@@ -24,6 +24,7 @@ NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 NAME_RULE = "use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
 _NAME = re.compile(NAME_PATTERN)
 _SEPARATOR = "::"
+BEFORE_TENANTS = "collection {collection!r} was made before tenants: run `asyncrag reindex` to add the tenant field"
 _IDENTIFIER = re.compile(r"[A-Za-z_$][A-Za-z0-9_]*")
 
 
