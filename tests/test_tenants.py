@@ -112,28 +112,34 @@ def test_the_tenant_field_is_the_partition_key_where_upserts_allow(uri: str, has
         client.close()
 
 
-async def test_reindex_adds_the_tenant_field_to_an_old_collection(tmp_path: Path, hash_embedder) -> None:
+@pytest.mark.parametrize("bm25", [False, True], ids=["dense", "bm25"])
+async def test_reindex_adds_the_tenant_field_to_an_old_collection(tmp_path: Path, hash_embedder, bm25: bool) -> None:
+    """A collection from before tenants (with or without BM25, whose output Milvus fills itself)."""
+    from llama_index.vector_stores.milvus.utils import BM25BuiltInFunction
+
     uri = str(tmp_path / "milvus.db")
-    MilvusVectorStore(uri=uri, collection_name="old", dim=hash_embedder.dim, embedding_field="embedding")
-    client = milvus.connect(uri)
-    # Records as asyncrag made them before tenants: no tenant field.
-    schema = client.describe_collection(manifest_name("old")) if client.has_collection(manifest_name("old")) else None
-    assert schema is None
-    client.close()
+    sparse = {"enable_sparse": True, "sparse_embedding_function": BM25BuiltInFunction("text", "sparse_embedding")}
+    MilvusVectorStore(
+        uri=uri, collection_name="old", dim=hash_embedder.dim, embedding_field="embedding", **(sparse if bm25 else {})
+    )
     milvus.release_lite(uri)
     async with AsyncRAG(embedder=hash_embedder, uri=uri, collection="old", llm="none") as rag:
         await rag.ingest([write_secret(tmp_path, "old")])
+        assert (await rag.store()).builtin_sparse is bm25
     _drop_tenant_field_of_records(uri, "old")
     async with AsyncRAG(embedder=hash_embedder, uri=uri, collection="old", llm="none") as rag:
         assert len(await rag.search("vault", mode="dense")) == 1  # an old collection works as it did
         with pytest.raises(StoreError, match="asyncrag reindex"):
             await rag.for_tenant("acme")
+        with pytest.raises(StoreError, match="asyncrag reindex"):
+            await AsyncRAG(uri=uri, collection="old", tenant="acme").stats()
         copied = await rag.reindex()
         assert copied == 2  # one chunk and one record
         assert await rag.reindex() is None
         documents = await rag.documents()
     async with AsyncRAG(embedder=hash_embedder, uri=uri, collection="old", llm="none") as rag:
         assert await rag.documents() == documents and len(await rag.search("vault", mode="dense")) == 1
+        assert len(await rag.search("vault code", mode="sparse")) == 1
         acme = await rag.for_tenant("acme")
         assert await acme.search("vault", mode="dense") == [] and await acme.documents() == []
         assert (await rag.ingest([tmp_path / "old" / "vault.txt"])).counts()["unchanged"] == 1
