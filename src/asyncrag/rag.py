@@ -137,17 +137,17 @@ class AsyncRAG:
         """This collection as `tenant` sees it (None: the whole of it): the same Milvus clients,
         models and batches, every call within the tenant (store/tenants.py). Servers make one per
         tenant they serve; closing a view closes nothing. Raises StoreError for a collection
-        made before tenants (`reindex` adds the field)."""
+        made before tenants (`reindex` adds the field), ConfigError for a bad tenant name."""
         if tenant == self.tenant:
             return self
+        if tenant is not None:
+            tenants.check_name(tenant)
         view = self._views.get(tenant)
         if view is None:
             mine = await self.collection()
             await mine.open_store()
             view = copy.copy(self)
-            view.settings = self.settings.override(tenant=tenant) if tenant else self.settings.model_copy(
-                update={"tenant": None}
-            )
+            view.settings = self.settings.model_copy(update={"tenant": tenant})  # (its name checked above)
             view._collection = await mine.scoped(tenant)
             view._retriever = (await self._retriever_for(mine)).scoped(view._collection)
             view._views, view._owner = {}, False
@@ -322,12 +322,9 @@ class AsyncRAG:
                 await asyncio.to_thread(reindex.swap, client, s.collection)
             if client.has_collection(records) and not milvus.has_field(client, records, tenants.FIELD):
                 await self.aclose()
-                temp = reindex.temporary_name(records)
-                if client.has_collection(temp):
-                    client.drop_collection(temp)
-                manifest.create(client, temp, milvus.server_partition_key_upserts(client))
-                moved = await asyncio.to_thread(reindex.copy_rows, client, records, temp, {tenants.FIELD: ""})
-                await asyncio.to_thread(reindex.swap, client, records)
+                key = milvus.server_partition_key_upserts(client)
+                make = functools.partial(manifest.create, client, partition_key=key)
+                moved = await asyncio.to_thread(reindex.records, client, records, make)
                 copied = (copied or 0) + moved
             return copied
         finally:

@@ -10,11 +10,12 @@ the complete copy under the temporary name, which the next run renames into plac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pymilvus import MilvusClient
 
-from asyncrag.store import scan
+from asyncrag.store import scan, tenants
 
 SUFFIX = "__reindex"
 BATCH_ROWS = 1000
@@ -42,6 +43,18 @@ def copy_rows(client: MilvusClient, source: str, target: str, missing: dict[str,
         client.upsert(target, [{k: v for k, v in ((missing or {}) | row).items() if k not in made} for row in rows])
         copied += len(rows)
     client.flush(target)
+    return copied
+
+
+def records(client: MilvusClient, name: str, create: Callable[[str], None]) -> int:
+    """Copy the document records `name` into a collection `create` makes in today's schema, which
+    then takes its place (old rows get the tenant field empty: no tenant); the rows copied."""
+    temp = temporary_name(name)
+    if client.has_collection(temp):  # a copy that a killed run left incomplete
+        client.drop_collection(temp)
+    create(temp)
+    copied = copy_rows(client, name, temp, {tenants.FIELD: ""})
+    swap(client, name)
     return copied
 
 
