@@ -115,15 +115,23 @@ class Collection:
         return self._store
 
     async def scoped(self, tenant: str | None) -> Collection:
-        """This collection as `tenant` sees it (None: whole), sharing its clients and batches.
+        """This collection as `tenant` sees it (None: whole), sharing its clients and batches (and
+        its store, if open; else the view opens its own on first need, as this one would).
 
         Raises StoreError when the collection has no tenant field (made before tenants)."""
-        store = await self.open_store()
-        if tenant is not None and not (store.has_tenants and self.manifest.tenant_field):
+        if tenant is not None and not await asyncio.to_thread(self._has_tenant_fields):
             raise StoreError(tenants.BEFORE_TENANTS.format(collection=self.name))
         view = copy.copy(self)
         view.tenant, view.manifest, view._lookups = tenant, self.manifest.scoped(tenant), None
         return view
+
+    def _has_tenant_fields(self) -> bool:
+        if not self.manifest.tenant_field:
+            return False
+        if self._store is not None:
+            return self._store.has_tenants
+        client = self._client  # (a collection not made yet will have the field)
+        return not client.has_collection(self.name) or milvus.has_field(client, self.name, tenants.FIELD)
 
     def search_filter(self, user_filter: str) -> str:
         """A user's filter, checked, within this collection's tenant (FilterError if it names the field)."""
