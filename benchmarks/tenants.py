@@ -16,7 +16,8 @@ questions about the essay for `--seconds`, each with its tenant's key, the clien
 the five tenants. Reported: throughput, p50/p95/p99 latency, errors (non-200 or over 60 s) and
 FOREIGN results: a returned source that is not one of the caller's own documents (as its GET
 /v1/documents lists them), or a passage holding another tenant's word. Target: 0 errors, 0 foreign.
-Baseline, same server and collection, same run: the same clients, all with t0's key. The ratio
+Baseline, same server and collection, same run: the same clients, all with t0's key; the two run
+in `--rounds` (2) whose order alternates (the machine's speed drifts), pooled. The ratio
 (5 tenants / 1 tenant) is what tenancy costs a server: searches are coalesced into one Milvus
 request per filter, and five tenants' filters differ, so a batch becomes five requests. Ceiling:
 the same clients on GET /healthz (HTTP alone; serve_load.py's `http_ceiling`).
@@ -38,7 +39,8 @@ its clock, ~0.1-0.4 s, the same in both collections: `--consistency Strong` meas
 Also reported: whether the tenant field is the partition key there (describe_collection).
 
     python benchmarks/tenants.py [--part load,latency] [--backend lite|server] [--clients 500]
-        [--seconds 10] [--tenants 50] [--rows 400] [--quick] [--out benchmarks/results/tenants.json]
+        [--seconds 10] [--tenants 50] [--rows 400] [--rounds 2] [--consistency Session] [--quick]
+        [--out benchmarks/results/tenants.json]
 
 `--quick`: 100 clients, 3 s, 10 tenants, 100 rows, fewer searches. Without `--backend`, load runs on
 Lite and latency on the server.
@@ -327,20 +329,40 @@ async def tenant_load(
         elapsed = time.perf_counter() - started
     return {
         "clients": len(callers),
-        "tenants": len(by_tenant),
-        "requests": counts["sent"],
+        "seconds": elapsed,
+        "latencies": latencies,
+        "errors": errors,
+        **counts,
+        "ok_by_tenant": by_tenant,
+    }
+
+
+def load_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from a run's rounds: their answers over their time, their latencies pooled."""
+    latencies = [t for r in runs for t in r["latencies"]]
+    seconds = sum(r["seconds"] for r in runs)
+    errors: dict[str, int] = {}
+    for r in runs:
+        for kind, n in r["errors"].items():
+            errors[kind] = errors.get(kind, 0) + n
+    total = {k: sum(r[k] for r in runs) for k in ("sent", "sources", "foreign_sources", "foreign_words", "own_word")}
+    return {
+        "clients": runs[0]["clients"],
+        "tenants": len(runs[0]["ok_by_tenant"]),
+        "requests": total["sent"],
         "ok": len(latencies),
         "errors": errors,
-        "seconds": elapsed,
-        "throughput": len(latencies) / elapsed,
+        "seconds": seconds,
+        "throughput": len(latencies) / seconds,
+        "round_throughputs": [len(r["latencies"]) / r["seconds"] for r in runs],
         **{f"p{q}_ms": percentile(latencies, q) * 1000 for q in (50, 95, 99)},
-        "sources": counts["sources"],
-        "foreign": counts["foreign_sources"] + counts["foreign_words"],
-        "foreign_sources": counts["foreign_sources"],
-        "foreign_words": counts["foreign_words"],
-        "own_word_share": counts["own_word"] / counts["sources"] if counts["sources"] else 0.0,
-        "empty_answers": counts["empty"],
-        "ok_by_tenant": by_tenant,
+        "sources": total["sources"],
+        "foreign": total["foreign_sources"] + total["foreign_words"],
+        "foreign_sources": total["foreign_sources"],
+        "foreign_words": total["foreign_words"],
+        "own_word_share": total["own_word"] / total["sources"] if total["sources"] else 0.0,
+        "empty_answers": sum(r["empty"] for r in runs),
+        "ok_by_tenant": {t: sum(r["ok_by_tenant"][t] for r in runs) for t in runs[0]["ok_by_tenant"]},
     }
 
 
@@ -355,17 +377,21 @@ def run_load(args: argparse.Namespace, backend_name: str, console: Console) -> d
             own = {t: set(ids) for t, ids in ingest["documents"].items()}
             http = asyncio.run(http_ceiling(url, args.clients, args.ceiling_seconds))
             console.print(f"  ceiling: GET /healthz {http:.0f} req/s at {args.clients} clients")
-            runs = {}
-            for label, callers in (
-                ("1 tenant", [LOAD_TENANTS[0]] * args.clients),
-                (f"{len(LOAD_TENANTS)} tenants", [LOAD_TENANTS[i % len(LOAD_TENANTS)] for i in range(args.clients)]),
-            ):
-                row = runs[label] = asyncio.run(tenant_load(url, callers, keys, own, args.seconds))
-                console.print(
-                    f"  {label:10} {row['throughput']:7.1f} req/s, p50 {row['p50_ms']:.0f} ms, "
-                    f"p99 {row['p99_ms']:.0f} ms, errors {sum(row['errors'].values())}, foreign {row['foreign']}"
-                )
-    one, five = runs["1 tenant"], runs[f"{len(LOAD_TENANTS)} tenants"]
+            callers = {
+                "1 tenant": [LOAD_TENANTS[0]] * args.clients,
+                f"{len(LOAD_TENANTS)} tenants": [LOAD_TENANTS[i % len(LOAD_TENANTS)] for i in range(args.clients)],
+            }
+            runs: dict[str, list[dict[str, Any]]] = {label: [] for label in callers}
+            for r in range(args.rounds):  # the order alternates: the machine's speed drifts
+                for label in list(callers) if r % 2 == 0 else list(callers)[::-1]:
+                    raw = asyncio.run(tenant_load(url, callers[label], keys, own, args.seconds))
+                    runs[label].append(raw)
+                    row = load_summary([raw])
+                    console.print(
+                        f"  round {r + 1} {label:10} {row['throughput']:7.1f} req/s, p50 {row['p50_ms']:.0f} ms, "
+                        f"p99 {row['p99_ms']:.0f} ms, errors {sum(row['errors'].values())}, foreign {row['foreign']}"
+                    )
+    one, five = (load_summary(r) for r in runs.values())
     return {
         "backend": backend_name,
         "tenants": LOAD_TENANTS,
@@ -653,7 +679,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, help="latency: chunks per tenant [default: 400; --quick 100]")
     parser.add_argument("--searches", type=int, help="latency: sequential searches [default: 200; --quick 40]")
     parser.add_argument("--batches", type=int, help=f"latency: batches of {CONCURRENT} [default: 10; --quick 4]")
-    parser.add_argument("--rounds", type=int, default=2, help="latency: rounds, the collections' order alternating")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds, the order of what is compared alternating")
     parser.add_argument("--consistency", default="Session", choices=["Strong", "Session", "Bounded", "Eventually"])
     parser.add_argument("--quick", action="store_true", help="small: 100 clients, 3 s, 10 tenants, 100 rows")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)

@@ -1,8 +1,10 @@
 """Tenants: several teams' documents in one collection, kept apart by the store itself.
 
-A tenant is a value of the `tenant` field, which is the collection's Milvus partition key (and the
-document records'): Milvus keeps each tenant's rows in the partitions its value hashes to, so a
-search given `tenant == "x"` reads those alone. The field is set on every write and added to every
+A tenant is a value of the `tenant` field of the chunks and of the document records. Where the
+server's upserts allow (Milvus Lite, Milvus 2.4+: store/milvus.server_partition_key_upserts) it is
+the partition key: Milvus keeps each tenant's rows in the partitions its value hashes to, so a
+search given `tenant == "x"` reads those alone; on Milvus 2.3.5 it is a plain field (a filtered
+search of the whole collection). The field is set on every write and added to every
 search, lookup, listing, count and delete by `store/collection.Collection` from its own `tenant`,
 never taken from a caller: a user's filter that names the field is refused.
 
