@@ -59,7 +59,8 @@ class Failure(Exception):
 
 
 class Session(Protocol):
-    """What one tool call works on (the API's `Server` is one)."""
+    """What one tool call works on: a collection (within a tenant) and how to show its results,
+    as an `api.models.Presenter` does (the API's `Server` is one, the stdio server's `Local` another)."""
 
     rag: AsyncRAG
 
@@ -85,9 +86,13 @@ class _Call:
             session = await self.session_of(ctx)
             return await work(session)
         except (AsyncRAGError, Failure) as e:
-            text = session.public(str(e)) if session is not None else str(e)
             # The SDK sends a CallToolResult as it is, whatever the tool's declared result.
-            return cast(T, CallToolResult(content=[TextContent(type="text", text=text)], is_error=True))
+            return cast(T, CallToolResult(content=[TextContent(type="text", text=_said(session, e))], is_error=True))
+
+
+def _said(session: Session | None, error: Exception) -> str:
+    """An error's one line, as the caller may see it (no server paths over HTTP)."""
+    return session.public(str(error)) if session is not None else str(error)
 
 
 class _Server(MCPServer):
@@ -97,11 +102,12 @@ class _Server(MCPServer):
     session_of: SessionOf
 
     async def _handle_list_resources(self, ctx: Any, params: PaginatedRequestParams | None) -> ListResourcesResult:
+        session: Session | None = None
         try:
             session = await self.session_of(Context(request_context=ctx, mcp_server=self))
             documents = await _documents(session)
         except (AsyncRAGError, Failure) as e:
-            raise ResourceError(str(e)) from None
+            raise ResourceError(_said(session, e)) from None
         resources = [
             MCPResource(uri=DOCUMENT_URI + quote(d.id, safe=""), name=d.name, description=d.id, mime_type="text/plain")
             for d in documents
@@ -167,6 +173,7 @@ def build(session_of: SessionOf, job_of: JobOf) -> tuple[MCPServer, _Call]:
     )
     async def document(doc_id: str, ctx: Context) -> str:
         """A stored document's text, chunk by chunk as it is stored (overlaps included)."""
+        session: Session | None = None
         try:
             session = await session_of(ctx)
             wanted = doc_id
@@ -175,7 +182,7 @@ def build(session_of: SessionOf, job_of: JobOf) -> tuple[MCPServer, _Call]:
                 raise ResourceNotFoundError(f"no document {wanted!r}: list_documents names them")
             return "\n\n".join(await session.rag.document_text(matches[0].doc_id))
         except (AsyncRAGError, Failure) as e:
-            raise ResourceError(str(e)) from None
+            raise ResourceError(_said(session, e)) from None
 
     return server, call
 
@@ -188,7 +195,7 @@ async def _documents(session: Session) -> list[m.Document]:
 # -- stdio: one user, folders allowed at start-up ---------------------------------------------
 
 
-class Local:
+class Local(m.Presenter):
     """The stdio server's one session: the command's collection (and tenant), paths shown as they are."""
 
     def __init__(self, rag: AsyncRAG, allow: Sequence[Path]) -> None:
@@ -196,20 +203,6 @@ class Local:
         self.allow = [p.expanduser().resolve() for p in allow]
         self.jobs: dict[str, m.Job] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-
-    def source_name(self, source: str) -> str:
-        return source
-
-    def public(self, text: str) -> str:
-        return text
-
-    def source_out(self, s: Source) -> m.SourceOut:
-        return m.SourceOut(**{**s.to_dict(), "source": s.source})
-
-    def answer_out(self, a: Answer) -> m.AskResponse:
-        llm = m.LLMStatus(ok=a.llm_error is None, model=a.llm, error=a.llm_error)
-        sources = [self.source_out(s) for s in a.sources]
-        return m.AskResponse(answer=a.answer, cited=a.cited, sources=sources, method=a.method, query=a.query, llm=llm)
 
     def allowed(self, path: str) -> Path:
         """`path`, resolved (links followed), if it is under an allowed folder; else Failure."""

@@ -25,7 +25,6 @@ from asyncrag.api.metrics import Metrics
 from asyncrag.errors import QuotaError
 from asyncrag.ingest.chunk import token_counter
 from asyncrag.rag import AsyncRAG
-from asyncrag.results import Answer, Source
 from asyncrag.store import milvus, tenants
 from asyncrag.store.keys import Key, Role
 
@@ -86,7 +85,7 @@ class ApiError(Exception):
         self.status, self.type, self.message = status, type, message
 
 
-class Server:
+class Server(m.Presenter):
     """What the lifespan builds once and every request shares; each request sees it through
     `as_caller`: `rag` within the caller's tenant, `caller` its key."""
 
@@ -173,28 +172,6 @@ class Server:
             text = text.replace(prefix, "")
         uri = self.rag.settings.uri
         return text.replace(uri, "<database>") if milvus.is_local(uri) else text
-
-    def source_out(self, s: Source) -> m.SourceOut:
-        return m.SourceOut(
-            text=s.text,
-            score=s.score,
-            source=self.source_name(s.source),
-            page=s.page,
-            start=s.start,
-            end=s.end,
-            heading=s.heading,
-            anchor=s.anchor,
-        )
-
-    def answer_out(self, a: Answer) -> m.AskResponse:
-        return m.AskResponse(
-            answer=a.answer,
-            cited=a.cited,
-            sources=[self.source_out(s) for s in a.sources],
-            method=a.method,
-            query=a.query,
-            llm=m.LLMStatus(ok=a.llm_error is None, model=a.llm, error=a.llm_error and self.public(a.llm_error)),
-        )
 
 
 _bearer = HTTPBearer(auto_error=False, description="a key from `asyncrag keys add`, or the server's ASYNCRAG_API_KEY")

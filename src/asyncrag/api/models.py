@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from asyncrag.config import TOP_K_MAX, SearchMode
+from asyncrag.results import Answer, Source
 
 QUERY_MAX_CHARS = 2000  # a question, not a document: longer input is a client's mistake
 HISTORY_MAX_TURNS = 100
@@ -155,3 +156,36 @@ class NewKey(_Strict):
 class Deleted(BaseModel):
     id: str
     chunks: int
+
+
+class Presenter:
+    """The library's results as the API (and the MCP tools) show them. Subclasses say how a
+    client names a source (`source_name`) and what it may see of a message (`public`)."""
+
+    def source_name(self, source: str) -> str:
+        return source
+
+    def public(self, text: str) -> str:
+        return text
+
+    def source_out(self, s: Source) -> SourceOut:
+        return SourceOut(
+            text=s.text,
+            score=s.score,
+            source=self.source_name(s.source),
+            page=s.page,
+            start=s.start,
+            end=s.end,
+            heading=s.heading,
+            anchor=s.anchor,
+        )
+
+    def answer_out(self, a: Answer) -> AskResponse:
+        return AskResponse(
+            answer=a.answer,
+            cited=a.cited,
+            sources=[self.source_out(s) for s in a.sources],
+            method=a.method,
+            query=a.query,
+            llm=LLMStatus(ok=a.llm_error is None, model=a.llm, error=a.llm_error and self.public(a.llm_error)),
+        )
