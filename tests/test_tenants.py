@@ -317,3 +317,20 @@ async def test_prune_within_a_tenant_leaves_the_others(tmp_path: Path, hash_embe
     async with AsyncRAG(embedder=hash_embedder, uri=uri, collection="c", tenant="beta", llm="none") as rag:
         assert len(await rag.documents()) == 2
     milvus.release_lite(uri)
+
+
+async def test_concurrent_uploads_cannot_pass_a_quota_together(tmp_path: Path, hash_embedder) -> None:
+    import asyncio
+
+    settings = settings_for(str(tmp_path / "milvus.db"), tenant_max_documents=3)
+    made = make_keys(settings.uri, settings.collection)
+    async with serving(settings, hash_embedder, upload_dir=tmp_path / "up") as (_, client):
+        posts = [
+            client.post(
+                "/v1/documents", files=[("files", (f"n{i}.txt", b"a note"))], headers=bearer(made["acme-writer"])
+            )
+            for i in range(8)
+        ]
+        statuses = sorted(r.status_code for r in await asyncio.gather(*posts))
+        assert statuses == [202] * 3 + [403] * 5
+    milvus.release_lite(settings.uri)

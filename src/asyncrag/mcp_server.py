@@ -299,9 +299,7 @@ def http_server(server_of: Callable[[Any], Awaitable[Server]]) -> MCPServer:
             data = _content(text, base64_content)
             if len(data) > api.options.max_upload_mb * 2**20:
                 raise Failure(f"the file is over the upload limit of {api.options.max_upload_mb:g} MiB")
-            await api.check_quota(1, len(data))
-            upload = UploadFile(io.BytesIO(data), size=len(data), filename=name, headers=Headers())
-            return await api.jobs.submit([upload], api.tenant)
+            return await api.submit([UploadFile(io.BytesIO(data), size=len(data), filename=name, headers=Headers())])
 
         return await call(ctx, work)
 

@@ -6,6 +6,7 @@ or from each other: `app.py` imports them all to wire the app, so nothing may im
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import os
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.convertors import Convertor, register_url_convertor
+from starlette.datastructures import UploadFile
 
 from asyncrag.api import models as m
 from asyncrag.api.auth import NO_KEYS, TENANT_HEADER, KeyRing
@@ -107,6 +109,7 @@ class Server(m.Presenter):
         self.source_root = Path(options.source_root or Path.cwd()).expanduser().resolve()
         self.jobs = Jobs(rag, self.upload_root, metrics, self.public)
         self._tokens: Callable[[str], int] | None = None
+        self._admission = asyncio.Lock()  # shared by every request's view (a shallow copy)
 
     async def identify(self, authorization: str) -> Key | None:
         """The key a request's `Authorization` header carries; None: no key the server accepts."""
@@ -122,7 +125,14 @@ class Server(m.Presenter):
     def tenant(self) -> str | None:
         return self.rag.tenant
 
-    async def check_quota(self, files: int, size: int) -> None:
+    async def submit(self, uploads: list[UploadFile]) -> m.Job:
+        """An ingest job of the caller's uploads, within its tenant's quotas (QuotaError past them).
+        One admission at a time: two uploads cannot both take a tenant's last place."""
+        async with self._admission:
+            await self._check_quota(len(uploads), sum(u.size or 0 for u in uploads))
+            return await self.jobs.submit(uploads, self.tenant)
+
+    async def _check_quota(self, files: int, size: int) -> None:
         """Refuse (QuotaError) new files that would take the caller's tenant past its quotas
         (`tenant_max_documents`, `tenant_max_mb`), counting what is stored and what its jobs hold."""
         settings, tenant = self.rag.settings, self.tenant

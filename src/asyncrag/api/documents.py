@@ -55,8 +55,7 @@ async def upload(request: Request, server: WriterDep) -> m.Job:
         uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
         if not uploads:
             raise ApiError(400, "invalid_request", "no files: send them in the multipart field 'files'")
-        await server.check_quota(len(uploads), sum(u.size or 0 for u in uploads))
-        return await server.jobs.submit(uploads, server.tenant)
+        return await server.submit(uploads)
 
 
 @router.get("/v1/jobs/{job_id}", responses={404: {"model": m.ErrorResponse}})
