@@ -212,7 +212,7 @@ def cli_mcp(env: dict[str, str], corpus: dict[str, Path], monkeypatch: pytest.Mo
 
     from mcp import Client
 
-    from asyncrag import mcp_server
+    from asyncrag.api import mcp as mcp_server
 
     seen: list[object] = []
 

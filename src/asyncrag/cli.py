@@ -621,10 +621,10 @@ def mcp_cmd(
 
       asyncrag mcp --uri ~/rag.db --allow ~/papers
     """
-    from asyncrag import mcp_server
+    from asyncrag.api import mcp
 
     flags = {**_where(collection, uri, token, tenant), "llm": llm, "answer_mode": answer_mode}
-    _run(flags, lambda rag: mcp_server.run_stdio(rag, allow or []))
+    _run(flags, lambda rag: mcp.run_stdio(rag, allow or []))
 
 
 @app.command("eval")

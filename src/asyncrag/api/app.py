@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from asyncrag.api import chat, documents, embeddings, health, keys, mcp_endpoint, search
+from asyncrag.api import chat, documents, embeddings, health, keys, mcp, search
 from asyncrag.api import models as m
 from asyncrag.api.auth import KeyRing
 from asyncrag.api.deps import ApiError, ServeOptions, Server, get_caller
@@ -79,7 +79,7 @@ def create_app(
             app.state.server = Server(rag, options, metrics, chat_model.name if chat_model else None, keyring)
             app.state.server.jobs.resume()
             try:
-                async with mcp_endpoint.running() as app.state.mcp:
+                async with mcp.running() as app.state.mcp:
                     yield
             finally:
                 await app.state.server.jobs.aclose()
@@ -104,7 +104,7 @@ def create_app(
     app.add_middleware(Guard)
     app.add_middleware(MeasureRequests)
     _add_routes(app)
-    app.router.routes.append(Route(MCP_PATH, mcp_endpoint.Endpoint(), include_in_schema=False))
+    app.router.routes.append(Route(MCP_PATH, mcp.Endpoint(), include_in_schema=False))
     _add_web_page(app)
     return app
 

@@ -13,6 +13,11 @@ client told only that it failed.
 Every call works on a `Session`: over stdio the one the command was started with; over HTTP the
 API's `Server` as the request's key sees it (api/deps.py), so a tenant's tools see its documents
 and nothing else, exactly as its HTTP routes do.
+
+Over HTTP (`/mcp`, wired by api/app.py): stateless, with JSON answers, so each request is one call
+on its own: any number of clients (or server replicas) need no session state, and the caller is
+known from the request's own key. The guard (api/guard.py) has checked its Host, origin, key and
+size before the SDK sees it, so the SDK's own Host check is off.
 """
 
 from __future__ import annotations
@@ -24,25 +29,28 @@ import io
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
+from typing import Any, Literal, Protocol, TypeVar, cast
 from urllib.parse import quote
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.server.mcpserver.resources.templates import ResourceSecurity
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import CallToolResult, ListResourcesResult, PaginatedRequestParams, TextContent
 from mcp.types import Resource as MCPResource
 from starlette.datastructures import Headers, UploadFile
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
 
 from asyncrag.api import models as m
+from asyncrag.api.deps import ApiError, Server, caller_of, server_for
 from asyncrag.errors import AsyncRAGError, ConfigError
 from asyncrag.rag import AsyncRAG
 from asyncrag.results import Answer, Source
-
-if TYPE_CHECKING:
-    from asyncrag.api.deps import Server
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -271,14 +279,17 @@ async def run_stdio(rag: AsyncRAG, allow: Sequence[Path]) -> None:
 # -- HTTP: inside `asyncrag serve`, behind its keys ------------------------------------------------
 
 
-def http_server(server_of: Callable[[Any], Awaitable[Server]]) -> MCPServer:
-    """The server for `/mcp`; `server_of(request)` is the API's `Server` as the request's key sees it."""
+def http_server() -> MCPServer:
+    """The server for `/mcp`: each call's session is the API's `Server` as the request's key sees it."""
 
     async def session_of(ctx: Context) -> Session:
         request = ctx.request_context.request if ctx.request_context is not None else None
-        if request is None:
+        if not isinstance(request, Request):
             raise Failure("no HTTP request: this server runs inside `asyncrag serve`")
-        return await server_of(request)
+        try:
+            return await server_for(request, await caller_of(request))
+        except ApiError as e:
+            raise Failure(e.message) from None
 
     def job_of(session: Session, job_id: str) -> m.Job | None:
         api: Server = session  # type: ignore[assignment]
@@ -315,3 +326,40 @@ def _content(text: str | None, encoded: str | None) -> bytes:
         return base64.b64decode(encoded or "", validate=True)
     except (binascii.Error, ValueError):
         raise ConfigError("base64_content is not valid base64") from None
+
+
+@asynccontextmanager
+async def running() -> AsyncIterator[StreamableHTTPSessionManager]:
+    """A session manager for one run of the app (it runs once), run by a task of its own: its task
+    group must be left by the task that entered it, and a lifespan may end in another one."""
+    server = http_server()
+    server.streamable_http_app(
+        stateless_http=True,
+        json_response=True,
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    )
+    manager = server.session_manager
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def run() -> None:
+        async with manager.run():
+            started.set()
+            await stop.wait()
+
+    task, waiter = asyncio.ensure_future(run()), asyncio.ensure_future(started.wait())
+    await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if task.done():
+        task.result()  # it failed to start: say why
+    try:
+        yield manager
+    finally:
+        stop.set()
+        await task
+
+
+class Endpoint:
+    """The `/mcp` route: the running app's session manager answers."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await StreamableHTTPASGIApp(scope["app"].state.mcp)(scope, receive, send)
