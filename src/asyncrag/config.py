@@ -23,12 +23,13 @@ from pydantic_settings import (
 )
 
 from asyncrag.errors import ConfigError
-from asyncrag.store import tenants
 
 ENV_PREFIX = "ASYNCRAG_"
 LLM_NAMES = ("local", "llamacpp", "transformers", "none")
 PositiveInt = Annotated[int, Field(ge=1)]
 TOP_K_MAX = 1000  # the one limit for every caller (library, CLI, HTTP API): evaluations rank deep lists
+TENANT_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"  # a tenant's name (store/tenants.py)
+TENANT_NAME_RULE = "use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
 SearchMode = Literal["auto", "dense", "sparse", "hybrid"]
 SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
 AnswerMode = Literal["auto", "extract", "generate"]
@@ -57,7 +58,7 @@ class Settings(BaseSettings):
     collection: str = Field("asyncrag", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
     consistency_level: Literal["Strong", "Session", "Bounded", "Eventually"] = "Strong"
     # Work within one tenant of a shared collection (store/tenants.py); None: the whole collection.
-    tenant: str | None = Field(None, pattern=f"^{tenants.NAME_PATTERN}$")
+    tenant: str | None = Field(None, pattern=f"^{TENANT_NAME}$")
     # Per-tenant quotas on what `serve` accepts (documents stored, their bytes); None: no limit.
     tenant_max_documents: int | None = Field(None, ge=1)
     tenant_max_mb: float | None = Field(None, gt=0)
@@ -169,5 +170,5 @@ def _describe(error: ValidationError, given: dict[str, Any]) -> str:
     if first["type"] == "string_pattern_mismatch" and name == "collection":
         message = "use letters, digits and underscores, starting with a letter or underscore"
     if first["type"] == "string_pattern_mismatch" and name == "tenant":
-        message = tenants.NAME_RULE
+        message = TENANT_NAME_RULE
     return f"invalid setting {name} = {first['input']!r} ({_source(name, given)}): {message}"

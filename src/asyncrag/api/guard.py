@@ -1,7 +1,7 @@
 """What every request passes before any route reads it: its Host, its origin, its key, its size.
 
 Pure ASGI, outermost but for the error pages, so that nothing is parsed first:
-- **Host** must be one the server answers to (`ServeOptions.allowed_hosts`), so that a web page
+- **Host** must be one the server answers to (`deps.ServeOptions.allowed_hosts`), so that a web page
   cannot reach a loopback server through DNS rebinding (Starlette's TrustedHostMiddleware's rule).
 - **A state-changing request from another site's page is refused**: browsers send
   `Sec-Fetch-Site` (or at least `Origin`) with every POST, and a multipart POST needs no CORS
@@ -16,15 +16,21 @@ Pure ASGI, outermost but for the error pages, so that nothing is parsed first:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-if TYPE_CHECKING:
-    from asyncrag.api.deps import ServeOptions
+
+class Limits(Protocol):
+    """What the guard reads of the server's options (`deps.ServeOptions`)."""
+
+    allowed_hosts: tuple[str, ...]
+    max_upload_mb: float
+    max_json_mb: float
+
 
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
 UNAUTHORIZED = "missing or wrong API key: send 'Authorization: Bearer <key>'"
@@ -78,7 +84,7 @@ class Guard:
         await self.app(scope, _counting(receive, mib), send)
 
 
-def _refusal(method: str, headers: dict[str, str], options: ServeOptions) -> JSONResponse | None:
+def _refusal(method: str, headers: dict[str, str], options: Limits) -> JSONResponse | None:
     allowed = options.allowed_hosts
     if ANY_HOST not in allowed and host_name(headers.get("host", "")) not in allowed:
         return error_response(400, "host_not_allowed", "this server does not answer to that Host (--allowed-host)")

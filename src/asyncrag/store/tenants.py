@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import re
 
+from asyncrag.config import TENANT_NAME, TENANT_NAME_RULE
 from asyncrag.errors import ConfigError, FilterError
 from asyncrag.store import expr
 
 FIELD = "tenant"
 MAX_LENGTH = 64
-NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
-NAME_RULE = "use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
-_NAME = re.compile(NAME_PATTERN)
+_NAME = re.compile(TENANT_NAME)
 _SEPARATOR = "::"
 BEFORE_TENANTS = "collection {collection!r} was made before tenants: run `asyncrag reindex` to add the tenant field"
 _IDENTIFIER = re.compile(r"[A-Za-z_$][A-Za-z0-9_]*")
@@ -33,7 +32,7 @@ _IDENTIFIER = re.compile(r"[A-Za-z_$][A-Za-z0-9_]*")
 def check_name(name: str) -> str:
     """A tenant's name: 1-64 letters, digits, `_`, `.` or `-`, starting with a letter or digit."""
     if not _NAME.fullmatch(name):
-        raise ConfigError(f"invalid tenant name {name!r}: {NAME_RULE}")
+        raise ConfigError(f"invalid tenant name {name!r}: {TENANT_NAME_RULE}")
     return name
 
 
