@@ -195,3 +195,16 @@ def test_llamaindex_mcp_client_over_http(http_server: tuple[str, dict[str, str]]
 
     acme = BasicMCPClient(url, headers={"Authorization": f"Bearer {made['acme']}"})
     assert asyncio.run(use(acme)) == ["Oolong is rolled, then roasted."]
+
+
+def test_mcp_refuses_an_allowed_folder_that_is_not_one(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from asyncrag import cli
+
+    for bad in (tmp_path / "missing", tmp_path / "file.txt"):
+        if bad.suffix:
+            bad.write_text("a file, not a folder")
+        result = CliRunner().invoke(cli.app, ["mcp", "--allow", str(bad), "--uri", str(tmp_path / "x.db")])
+        assert result.exit_code == 2 and "not a folder" in result.stderr, result.output
+        assert result.stdout == ""  # nothing but the protocol may go to stdout

@@ -623,6 +623,11 @@ def mcp_cmd(
     """
     from asyncrag.api import mcp
 
+    for folder in allow or []:
+        if not folder.expanduser().is_dir():
+            problem = f"--allow {escape(str(folder))}: not a folder; give folders that exist"
+            err.print(f"[red]error:[/red] {problem}", highlight=False)
+            raise typer.Exit(2)
     flags = {**_where(collection, uri, token, tenant), "llm": llm, "answer_mode": answer_mode}
     _run(flags, lambda rag: mcp.run_stdio(rag, allow or []))
 
