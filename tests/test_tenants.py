@@ -243,6 +243,9 @@ async def test_keys_have_roles_and_tenants(tmp_path: Path, hash_embedder, monkey
         assert (await client.get("/v1/stats", headers=named)).json()["documents"] == 1
         other = {**bearer(made["acme-writer"]), auth.TENANT_HEADER: "beta"}
         assert (await client.get("/v1/stats", headers=other)).status_code == 403
+        for bad in ('b" or tenant != "', "../beta", ""):
+            named_badly = await client.get("/v1/stats", headers={**bearer(made["admin"]), auth.TENANT_HEADER: bad})
+            assert named_badly.status_code == 400 and "invalid tenant name" in named_badly.text, named_badly.text
         # Quotas: acme has 1 document of 2.
         assert (await upload(client, made["acme-writer"], "b.txt", "second")).status_code == 200
         over = await upload(client, made["acme-writer"], "c.txt", "third")
