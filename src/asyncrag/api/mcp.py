@@ -32,7 +32,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar, cast
+from typing import Any, Generic, Literal, Protocol, TypeVar, cast
 from urllib.parse import quote
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -78,18 +78,18 @@ class Session(Protocol):
     def public(self, text: str) -> str: ...
 
 
-SessionOf = Callable[[Context], Awaitable[Session]]
-JobOf = Callable[[Session, str], "m.Job | None"]
+S = TypeVar("S", bound=Session)  # a transport's session: `Local` over stdio, the API's `Server` over HTTP
+SessionOf = Callable[[Context], Awaitable[S]]
 
 
-class _Call:
+class _Call(Generic[S]):
     """`call(ctx, work)`: `work` on the call's session; a user's error becomes a tool error, one line."""
 
-    def __init__(self, session_of: SessionOf) -> None:
+    def __init__(self, session_of: SessionOf[S]) -> None:
         self.session_of = session_of
 
-    async def __call__(self, ctx: Context, work: Callable[[Session], Awaitable[T]]) -> T:
-        session: Session | None = None
+    async def __call__(self, ctx: Context, work: Callable[[S], Awaitable[T]]) -> T:
+        session: S | None = None
         try:
             session = await self.session_of(ctx)
             return await work(session)
@@ -107,7 +107,7 @@ class _Server(MCPServer):
     """MCPServer whose resource list is the caller's documents (it has no hook for a list that
     changes, nor one that knows the caller; this handler gets the request context)."""
 
-    session_of: SessionOf
+    session_of: SessionOf[Session]
 
     async def _handle_list_resources(self, ctx: Any, params: PaginatedRequestParams | None) -> ListResourcesResult:
         session: Session | None = None
@@ -123,7 +123,7 @@ class _Server(MCPServer):
         return ListResourcesResult(resources=resources)
 
 
-def build(session_of: SessionOf, job_of: JobOf) -> tuple[MCPServer, _Call]:
+def build(session_of: SessionOf[S], job_of: Callable[[S, str], m.Job | None]) -> tuple[MCPServer, _Call[S]]:
     """The MCP server with the tools every transport has and the documents as resources; and its
     `call(ctx, work)`, for the transport to add its `ingest` with."""
     server = _Server("asyncrag", instructions=INSTRUCTIONS, log_level="WARNING")
@@ -166,7 +166,7 @@ def build(session_of: SessionOf, job_of: JobOf) -> tuple[MCPServer, _Call]:
     async def job_status(ctx: Context, job_id: str) -> m.Job:
         """An ingest job's status, progress and, when done, its per-file report."""
 
-        async def work(session: Session) -> m.Job:
+        async def work(session: S) -> m.Job:
             found = job_of(session, job_id)
             if found is None:
                 raise Failure(f"no job {job_id!r}")
@@ -249,7 +249,7 @@ class Local(m.Presenter):
 
 
 def stdio_server(local: Local) -> MCPServer:
-    async def session_of(ctx: Context) -> Session:
+    async def session_of(ctx: Context) -> Local:
         return local
 
     server, call = build(session_of, lambda session, job_id: local.jobs.get(job_id))
@@ -259,8 +259,8 @@ def stdio_server(local: Local) -> MCPServer:
         """Ingest a file or a folder (recursively) under a folder this server allows; returns a job
         to follow with `job_status`. Only what changed is redone."""
 
-        async def work(session: Session) -> m.Job:
-            return local.start([local.allowed(path)])
+        async def work(session: Local) -> m.Job:
+            return session.start([session.allowed(path)])
 
         return await call(ctx, work)
 
@@ -282,7 +282,7 @@ async def run_stdio(rag: AsyncRAG, allow: Sequence[Path]) -> None:
 def http_server() -> MCPServer:
     """The server for `/mcp`: each call's session is the API's `Server` as the request's key sees it."""
 
-    async def session_of(ctx: Context) -> Session:
+    async def session_of(ctx: Context) -> Server:
         request = ctx.request_context.request if ctx.request_context is not None else None
         if not isinstance(request, Request):
             raise Failure("no HTTP request: this server runs inside `asyncrag serve`")
@@ -291,8 +291,7 @@ def http_server() -> MCPServer:
         except ApiError as e:
             raise Failure(e.message) from None
 
-    def job_of(session: Session, job_id: str) -> m.Job | None:
-        api: Server = session  # type: ignore[assignment]
+    def job_of(api: Server, job_id: str) -> m.Job | None:
         return api.jobs.get(job_id, api.tenant)
 
     server, call = build(session_of, job_of)
@@ -303,8 +302,7 @@ def http_server() -> MCPServer:
         `name` (its suffix says its format: .txt .md .pdf .html .docx) and ingest it, as an upload
         would; returns a job to follow with `job_status`. Needs a writer's key."""
 
-        async def work(session: Session) -> m.Job:
-            api: Server = session  # type: ignore[assignment]
+        async def work(api: Server) -> m.Job:
             if not api.caller.can("writer"):
                 raise Failure(api.caller.refusal("writer", "ingesting"))
             data = _content(text, base64_content)
