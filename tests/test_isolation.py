@@ -46,7 +46,6 @@ DOCS_PER_TENANT = 2
 MCP_TOOLS = {"search", "ask", "list_documents", "ingest", "job_status"}
 MCP_METHODS = {"tools/call", "resources/list", "resources/read"}
 CASES = 600 if os.environ.get("CI") == "true" else 150  # CI draws the few hundred; the fast loop, enough to notice
-DRAWN: collections.Counter[str] = collections.Counter()  # operations the property test sent, by kind
 
 
 def secret(tenant: str, i: int) -> str:
@@ -165,15 +164,17 @@ def queries(w: World, target: str) -> st.SearchStrategy[str]:
 
 
 def filters(target: str) -> st.SearchStrategy[str]:
-    return st.sampled_from([
-        "",
-        f'file_name == "{file_name(target, 0)}"',
-        'file_name like "%ledger%"',
-        f'source like "%{target}%"',
-        f'doc_id like "{target}%"',
-        f'tenant == "{target}"',
-        f'$meta["tenant"] == "{target}"',
-    ])
+    return st.sampled_from(
+        [
+            "",
+            f'file_name == "{file_name(target, 0)}"',
+            'file_name like "%ledger%"',
+            f'source like "%{target}%"',
+            f'doc_id like "{target}%"',
+            f'tenant == "{target}"',
+            f'$meta["tenant"] == "{target}"',
+        ]
+    )
 
 
 def http_requests(w: World, target: str) -> dict[tuple[str, str], st.SearchStrategy[Request]]:
@@ -264,15 +265,35 @@ def _volatile(text: str) -> str:
     return re.sub(r"\b[0-9a-f]{16}\b", "_", text)
 
 
-@settings(max_examples=CASES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.data())
-def test_no_tenant_learns_anything_of_another(world: World, data: st.DataObject) -> None:
-    caller = data.draw(st.sampled_from(TENANTS), label="caller")
-    target = data.draw(st.sampled_from([t for t in TENANTS if t != caller]), label="target")
-    every = {**http_requests(world, target), **mcp_requests(world, target)}
-    kind = data.draw(st.sampled_from(sorted(every, key=str)), label="operation")
-    request = data.draw(every[kind], label="request")
-    DRAWN[str(kind)] += 1
+def test_no_tenant_learns_anything_of_another(world: World) -> None:
+    """The property, over CASES drawn requests; then: every operation was drawn, and the deletes
+    aimed at other tenants removed nothing."""
+    drawn: collections.Counter[str] = collections.Counter()
+
+    @settings(max_examples=CASES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(data=st.data())
+    def case(data: st.DataObject) -> None:
+        caller = data.draw(st.sampled_from(TENANTS), label="caller")
+        target = data.draw(st.sampled_from([t for t in TENANTS if t != caller]), label="target")
+        every = {**http_requests(world, target), **mcp_requests(world, target)}
+        kind = data.draw(st.sampled_from(sorted(every, key=str)), label="operation")
+        request = data.draw(every[kind], label="request")
+        drawn[str(kind)] += 1
+        check(world, caller, target, kind, request)
+
+    case()
+    print(f"isolation cases: {sum(drawn.values())}, by operation: {dict(drawn)}")
+    kinds = len(http_requests(world, "t1")) + len(mcp_requests(world, "t1"))
+    assert sum(drawn.values()) >= CASES and len(drawn) == kinds
+    for tenant in TENANTS:
+        listed = world.run(world.client.get("/v1/documents", headers=_auth(world.keys[tenant])))
+        names = {d["name"] for d in listed.json()["documents"]}
+        assert {file_name(tenant, i) for i in range(DOCS_PER_TENANT)} <= names
+        assert all(n.startswith(tenant) or n.startswith("note") for n in names), names
+
+
+def check(world: World, caller: str, target: str, kind: object, request: Request) -> None:
+    """One drawn request, sent as drawn and with `target`'s names replaced by ones that exist nowhere."""
     aimed = world.run(_send(world, caller, request))
     nowhere = world.run(_send(world, caller, request.replaced(lambda s: world.fake(s, target))))
     status, body = aimed
@@ -285,16 +306,3 @@ def test_no_tenant_learns_anything_of_another(world: World, data: st.DataObject)
     assert status == nowhere[0], f"{kind}: {status} vs {nowhere[0]}: {body[:300]} | {nowhere[1][:300]}"
     if status >= 400 or '"isError":true' in body.replace(" ", ""):
         assert _volatile(world.fake(body, target)) == _volatile(nowhere[1]), (kind, body, nowhere[1])
-
-
-def test_every_tenant_still_has_its_documents(world: World) -> None:
-    """Run last in this module: the deletes aimed at other tenants removed nothing; and the
-    property test drew a few hundred cases, every operation among them."""
-    print(f"isolation cases: {sum(DRAWN.values())}, by operation: {dict(DRAWN)}")
-    kinds = len(http_requests(world, "t1")) + len(mcp_requests(world, "t1"))
-    assert sum(DRAWN.values()) >= CASES and len(DRAWN) == kinds
-    for tenant in TENANTS:
-        listed = world.run(world.client.get("/v1/documents", headers=_auth(world.keys[tenant])))
-        names = {d["name"] for d in listed.json()["documents"]}
-        assert {file_name(tenant, i) for i in range(DOCS_PER_TENANT)} <= names
-        assert all(n.startswith(tenant) or n.startswith("note") for n in names), names

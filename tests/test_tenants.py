@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from api_support import serving, settings_for
+from llama_index.core.vector_stores.types import VectorStoreQuery
 from llama_index.vector_stores.milvus import MilvusVectorStore
 
 from asyncrag.api import auth
@@ -337,3 +338,27 @@ async def test_concurrent_uploads_cannot_pass_a_quota_together(tmp_path: Path, h
         statuses = sorted(r.status_code for r in await asyncio.gather(*posts))
         assert statuses == [202] * 3 + [403] * 5
     milvus.release_lite(settings.uri)
+
+
+async def test_both_defences_hold_on_their_own(tmp_path: Path, hash_embedder) -> None:
+    """A tenant's search is filtered by the store, and what it finds is shown only if the tenant's
+    own records hold it: each layer alone keeps another tenant's chunks out (the property test
+    in test_isolation.py only fails when both are removed)."""
+    uri = str(tmp_path / "milvus.db")
+    for tenant in ("acme", "beta"):
+        async with AsyncRAG(embedder=hash_embedder, uri=uri, collection="c", tenant=tenant, llm="none") as rag:
+            await rag.ingest([write_secret(tmp_path, tenant)])
+    async with AsyncRAG(embedder=hash_embedder, uri=uri, collection="c", llm="none") as whole:
+        acme = await whole.for_tenant("acme")
+        collection = await acme.collection()
+        assert collection.search_filter("") == 'tenant == "acme"'
+        assert collection.search_filter("page > 1") == '(tenant == "acme") and (page > 1)'
+        # the records alone: beta's chunks, found by an unfiltered search, are not acme's to show
+        store = await whole.store()
+        beta_hits = await store.aquery(
+            VectorStoreQuery(query_embedding=hash_embedder.embed(["vault"])[0], similarity_top_k=10),
+            string_expr='tenant == "beta"',
+        )
+        assert beta_hits.nodes and await collection.visible(beta_hits.nodes) == [False] * len(beta_hits.nodes)
+        assert await (await whole.collection()).visible(beta_hits.nodes) == [True] * len(beta_hits.nodes)
+    milvus.release_lite(uri)
