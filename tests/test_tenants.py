@@ -362,3 +362,26 @@ async def test_both_defences_hold_on_their_own(tmp_path: Path, hash_embedder) ->
         assert beta_hits.nodes and await collection.visible(beta_hits.nodes) == [False] * len(beta_hits.nodes)
         assert await (await whole.collection()).visible(beta_hits.nodes) == [True] * len(beta_hits.nodes)
     milvus.release_lite(uri)
+
+
+def test_serve_warns_of_an_open_server_only_when_no_key_is_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hash_embedder
+) -> None:
+    import uvicorn
+    from conftest import cli_environment
+    from typer.testing import CliRunner
+
+    from asyncrag import cli
+
+    env = cli_environment(monkeypatch, tmp_path, hash_embedder)
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)
+
+    def serve() -> str:
+        result = CliRunner().invoke(cli.app, ["serve", "--host", "0.0.0.0"], env=env)
+        assert result.exit_code == 0, result.output
+        return result.stderr
+
+    assert "anyone who can reach it can use it" in serve()
+    assert CliRunner().invoke(cli.app, ["keys", "add", "ops", "--role", "admin"], env=env).exit_code == 0
+    assert "anyone who can reach it" not in serve()
+    milvus.release_lite(env["ASYNCRAG_URI"])

@@ -519,7 +519,8 @@ def serve(
     from asyncrag.api import ServeOptions, create_app
     from asyncrag.api.deps import allowed_hosts
     from asyncrag.config import Settings
-    from asyncrag.store import milvus
+    from asyncrag.errors import milvus_errors
+    from asyncrag.store import keys, milvus
 
     try:
         settings = Settings.load(
@@ -534,14 +535,20 @@ def serve(
         )
         given = allowed_host or os.environ.get("ASYNCRAG_ALLOWED_HOSTS", "").split(",")
         options = dataclasses.replace(options, allowed_hosts=allowed_hosts(host, given))
-        milvus.connect(settings.uri, settings.token, create=True).close()  # one line now, not a traceback later
-        milvus.release_lite(settings.uri)
+        client = milvus.connect(settings.uri, settings.token, create=True)  # one line now, not a traceback later
+        try:
+            with milvus_errors():
+                stored_keys = keys.stored(client, settings.collection)
+        finally:
+            client.close()
+            milvus.release_lite(settings.uri)
     except AsyncRAGError as e:
         err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         raise typer.Exit(2) from None
-    if options.api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
+    if options.api_key is None and not stored_keys and host not in ("127.0.0.1", "localhost", "::1"):
         err.print(
-            f"[yellow]warning:[/yellow] serving on {host} without ASYNCRAG_API_KEY: anyone who can reach it can use it"
+            f"[yellow]warning:[/yellow] serving on {host} without keys (`asyncrag keys add`, or ASYNCRAG_API_KEY): "
+            "anyone who can reach it can use it"
         )
     app_ = create_app(settings, options=options)
     uvicorn.run(app_, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
