@@ -166,6 +166,14 @@ def _run(flags: dict[str, Any], work: Callable[[AsyncRAG], Awaitable[T]]) -> T:
         raise typer.Exit(3) from None
 
 
+def _require_folders(option: str, folders: list[Path] | None) -> None:
+    """Each folder an option names must be one: else a one-line error, exit 2, before any work."""
+    for folder in folders or []:
+        if not folder.expanduser().is_dir():
+            err.print(f"[red]error:[/red] {option} {escape(str(folder))}: not a folder; give folders that exist")
+            raise typer.Exit(2)
+
+
 def _where(collection: str | None, uri: str | None, token: str | None, tenant: str | None) -> dict[str, Any]:
     """The flags that say which collection (and tenant) a command works on."""
     return {"collection": collection, "uri": uri, "token": token, "tenant": tenant}
@@ -197,14 +205,24 @@ def ingest_cmd(
     report_path: ReportPath = None,
     max_concurrency: MaxConcurrency = None,
     embed_rps: EmbedRps = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Then keep them indexed: ingest again (with --prune) after each change")
+    ] = False,
     tenant: Tenant = None,
     collection: Collection = None,
     uri: Uri = None,
     token: Token = None,
     json_out: Json = False,
 ) -> None:
-    """Bring the collection up to date with documents (.txt .md .pdf .html .docx): only what changed is redone."""
+    """Bring the collection up to date with documents (.txt .md .pdf .html .docx): only what changed is redone.
+
+      asyncrag ingest docs/ --watch       # and keep docs/ indexed as it changes (Ctrl-C stops)
+    """
     shard_of = _shard(shard)
+    flags = {**_where(collection, uri, token, tenant), "max_concurrency": max_concurrency, "embed_rps": embed_rps}
+    if watch:
+        _watch(flags, paths, doc_id_prefix, json_out)
+        return
 
     async def work(rag: AsyncRAG) -> IngestReport:
         with Progress(
@@ -227,23 +245,37 @@ def ingest_cmd(
                 doc_id_prefix=doc_id_prefix,
             )
 
-    flags = _where(collection, uri, token, tenant)
-    report = _run({**flags, "max_concurrency": max_concurrency, "embed_rps": embed_rps}, work)
+    report = _run(flags, work)
     if report_path is not None:
         report_path.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
-    if json_out:
-        out.print_json(json.dumps(report.to_dict()))
-    else:
-        for f in report.failures:
-            err.print(f"[red]failed[/red] {escape(f.path)}: {escape(f.reason)}", highlight=False)
-        counts = ", ".join(f"{n} {status}" for status, n in report.counts().items() if n)
-        out.print(
-            f"{report.files} files, {report.chunks} chunks, {len(report.failures)} failures "
-            f"in {report.seconds:.1f} s ({report.chunks_per_second:.1f} chunks/s)" + (f": {counts}" if counts else ""),
-            highlight=False,
-        )
+    _print_report(report, json_out)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _print_report(report: IngestReport, json_out: bool) -> None:
+    if json_out:
+        out.print_json(json.dumps(report.to_dict()))
+        return
+    for f in report.failures:
+        err.print(f"[red]failed[/red] {escape(f.path)}: {escape(f.reason)}", highlight=False)
+    counts = ", ".join(f"{n} {status}" for status, n in report.counts().items() if n)
+    out.print(
+        f"{report.files} files, {report.chunks} chunks, {len(report.failures)} failures "
+        f"in {report.seconds:.1f} s ({report.chunks_per_second:.1f} chunks/s)" + (f": {counts}" if counts else ""),
+        highlight=False,
+    )
+
+
+def _watch(flags: dict[str, Any], paths: list[str], doc_id_prefix: str | None, json_out: bool) -> None:
+    """`ingest --watch`: a run now, then one after each burst of changes, until Ctrl-C."""
+    from asyncrag.ingest.watch import watch
+
+    err.print("watching for changes; Ctrl-C stops (a run stopped midway is finished by the next one)")
+    try:
+        _run(flags, lambda rag: watch(rag, paths, lambda r: _print_report(r, json_out), doc_id_prefix=doc_id_prefix))
+    except KeyboardInterrupt:
+        err.print("stopped watching")
 
 
 @app.command()
@@ -497,6 +529,10 @@ def serve(
     llm: Annotated[
         str | None, typer.Option(help="local | llamacpp | transformers | openai:MODEL | none [env: ASYNCRAG_LLM]")
     ] = None,
+    watch: Annotated[
+        list[Path] | None,
+        typer.Option(help="A folder to keep indexed as it changes, in the whole collection (repeat it)"),
+    ] = None,
     tenant_max_documents: Annotated[
         int | None, typer.Option(help="Most documents a tenant may store [env: ASYNCRAG_TENANT_MAX_DOCUMENTS]")
     ] = None,
@@ -522,6 +558,7 @@ def serve(
     from asyncrag.errors import milvus_errors
     from asyncrag.store import keys, milvus
 
+    _require_folders("--watch", watch)
     try:
         settings = Settings.load(
             collection=collection, uri=uri, token=token, llm=llm,
@@ -532,6 +569,7 @@ def serve(
             max_upload_mb=max_upload_mb,
             max_files=max_files,
             source_root=Path(source_root) if source_root else None,
+            watch=tuple(watch) if watch else None,
         )
         given = allowed_host or os.environ.get("ASYNCRAG_ALLOWED_HOSTS", "").split(",")
         options = dataclasses.replace(options, allowed_hosts=allowed_hosts(host, given))
@@ -630,11 +668,7 @@ def mcp_cmd(
     """
     from asyncrag.api import mcp
 
-    for folder in allow or []:
-        if not folder.expanduser().is_dir():
-            problem = f"--allow {escape(str(folder))}: not a folder; give folders that exist"
-            err.print(f"[red]error:[/red] {problem}", highlight=False)
-            raise typer.Exit(2)
+    _require_folders("--allow", allow)
     flags = {**_where(collection, uri, token, tenant), "llm": llm, "answer_mode": answer_mode}
     _run(flags, lambda rag: mcp.run_stdio(rag, allow or []))
 

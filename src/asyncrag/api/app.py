@@ -34,8 +34,10 @@ from asyncrag.api.metrics import MeasuredEmbedder, Metrics
 from asyncrag.config import Settings
 from asyncrag.embed import Embedder, load_embedder
 from asyncrag.errors import AsyncRAGError, ConfigError, FilterError, LLMUnavailable, QuotaError, StoreError
+from asyncrag.ingest.watch import watch
 from asyncrag.llm import ChatModel
 from asyncrag.rag import AsyncRAG
+from asyncrag.results import IngestReport
 from asyncrag.store import milvus
 
 log = logging.getLogger(__name__)
@@ -78,10 +80,14 @@ def create_app(
             keyring = KeyRing(milvus.connect(settings.uri, settings.token), settings.collection)
             app.state.server = Server(rag, options, metrics, chat_model.name if chat_model else None, keyring)
             app.state.server.jobs.resume()
+            watching = _watch(app.state.server)
             try:
                 async with mcp.running() as app.state.mcp:
                     yield
             finally:
+                if watching is not None:
+                    watching.cancel()  # a run stopped midway is finished by the next (ingest's own guarantee)
+                    await asyncio.gather(watching, return_exceptions=True)
                 await app.state.server.jobs.aclose()
                 keyring.close()
         finally:
@@ -107,6 +113,24 @@ def create_app(
     app.router.routes.append(Route(MCP_PATH, mcp.Endpoint(), include_in_schema=False))
     _add_web_page(app)
     return app
+
+
+def _watch(server: Server) -> asyncio.Task[None] | None:
+    """`serve --watch`: the folders kept indexed by a task of the server's, taking turns with its jobs."""
+    if not server.options.watch:
+        return None
+
+    def heard(report: IngestReport) -> None:
+        counts = ", ".join(f"{n} {status}" for status, n in report.counts().items() if n)
+        log.info("watched folders: %s", counts or "nothing changed")
+
+    async def keep() -> None:
+        try:
+            await watch(server.rag, list(server.options.watch), heard, turn=server.jobs.turn)
+        except AsyncRAGError as e:
+            log.error("stopped watching: %s", server.public(str(e)))
+
+    return asyncio.ensure_future(keep())
 
 
 def _add_routes(app: FastAPI) -> None:

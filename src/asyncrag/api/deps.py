@@ -42,6 +42,7 @@ class ServeOptions:
     max_json_mb: float = 1.0  # any other request body (a question and its history is ~200 KB at most)
     source_root: Path | None = None  # documents under it are named relative to it; None: the working directory
     allowed_hosts: tuple[str, ...] = LOOPBACK  # the Host names it answers to ("*": any); see api/guard.py
+    watch: tuple[Path, ...] = ()  # folders kept indexed (ingest/watch.py), in the whole collection
 
     @classmethod
     def from_env(cls, **given: Any) -> ServeOptions:

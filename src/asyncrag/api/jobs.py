@@ -58,7 +58,7 @@ class Jobs:
         self.public = public  # what a client may see of a path or message (`Server.public`)
         self._jobs: dict[str, m.Job] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._one_at_a_time = asyncio.Lock()
+        self.turn = asyncio.Lock()  # one ingest at a time: each job, and each run of `serve --watch`
 
     def resume(self) -> None:
         """Take up the jobs an earlier server left (each job's state is kept in its folder).
@@ -123,7 +123,7 @@ class Jobs:
 
     async def _run(self, job: m.Job, paths: list[Path]) -> None:
         try:
-            async with self._one_at_a_time:
+            async with self.turn:
                 job.status = "running"
                 await asyncio.to_thread(self._keep, job)
                 started = time.perf_counter()
