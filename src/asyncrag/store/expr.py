@@ -74,24 +74,43 @@ def user_filter(text: str) -> str:
     otherwise become a valid expression that means something else.
     """
     stack: list[str] = []
-    quote: str | None = None
-    escaped = False
-    for i, char in enumerate(text):
-        if quote is not None:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == quote:
-                quote = None
-        elif char in "\"'":
-            quote = char
-        elif char in "([":
+    code, _, open_quote = code_and_strings(text)
+    for i, char in code:
+        if char in "([":
             stack.append(char)
         elif char in _CLOSING and (not stack or stack.pop() != _CLOSING[char]):
             raise FilterError(f"invalid filter {text!r}: unmatched {char!r} at position {i + 1}")
-    if quote is not None:
-        raise FilterError(f"invalid filter {text!r}: a string literal is not closed (missing {quote})")
+    if open_quote is not None:
+        raise FilterError(f"invalid filter {text!r}: a string literal is not closed (missing {open_quote})")
     if stack:
         raise FilterError(f"invalid filter {text!r}: {stack[-1]!r} is never closed")
     return text.strip()
+
+
+def code_and_strings(text: str) -> tuple[list[tuple[int, str]], list[str], str | None]:
+    """`text` read as an expression: its characters outside string literals, with their positions
+    (a literal stands as one space), the literals' contents, and the quote of a literal left open."""
+    code: list[tuple[int, str]] = []
+    strings: list[str] = []
+    quote: str | None = None
+    escaped = False
+    current: list[str] = []
+    for i, char in enumerate(text):
+        if quote is None:
+            if char in "\"'":
+                quote, current = char, []
+            else:
+                code.append((i, char))
+        elif escaped:
+            escaped = False
+            current.append(char)
+        elif char == "\\":
+            escaped = True
+            current.append(char)
+        elif char == quote:
+            quote = None
+            strings.append("".join(current))
+            code.append((i, " "))
+        else:
+            current.append(char)
+    return code, strings, quote

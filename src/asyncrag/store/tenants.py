@@ -60,26 +60,9 @@ def refuse_field(user_filter: str) -> str:
 
 def _code_names(text: str) -> set[str]:
     """The identifiers of `text` outside its string literals (and inside `$meta[...]` keys)."""
-    code, quote, escaped, strings = [], None, False, []
-    current: list[str] = []
-    for char in text:
-        if quote is not None:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == quote:
-                quote = None
-                strings.append("".join(current))
-                current = []
-                code.append(" ")
-                continue
-            current.append(char)
-        elif char in "\"'":
-            quote = char
-        else:
-            code.append(char)
-    names = set(_IDENTIFIER.findall("".join(code)))
-    if "$meta" in names or "$meta" in "".join(code):  # $meta["tenant"]: a field named by a string
+    code, strings, _ = expr.code_and_strings(text)
+    bare = "".join(char for _, char in code)
+    names = set(_IDENTIFIER.findall(bare))
+    if "$meta" in bare:  # $meta["tenant"]: a field named by a string
         names.update(strings)
     return names
