@@ -6,18 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
-import uvicorn
-from api_support import CORPUS, settings_for
+from api_support import CORPUS, on_loopback, settings_for
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
@@ -110,19 +106,8 @@ def http_server(tmp_path: Path, hash_embedder) -> Iterator[tuple[str, dict[str, 
     client.close()
     milvus.release_lite(settings.uri)
     app = create_app(settings, embedder=hash_embedder, options=ServeOptions(upload_dir=tmp_path / "up"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started and time.monotonic() < deadline and thread.is_alive():
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}/mcp", made
-    server.should_exit = True
-    thread.join(timeout=30)
+    with on_loopback(app) as url:
+        yield f"{url}/mcp", made
 
 
 async def _session_calls(url: str, key: str, calls: Any) -> Any:

@@ -9,15 +9,11 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
-from api_support import ScriptedLLM, ingest_corpus, settings_for
+from api_support import ScriptedLLM, ingest_corpus, on_loopback, settings_for
 
 from asyncrag.api import ServeOptions, create_app
 
@@ -53,19 +49,8 @@ def base_url(tmp_path: Path, embedder) -> Iterator[str]:
     settings = settings_for(str(tmp_path / "milvus.db"))
     asyncio.run(ingest_corpus(settings, embedder))
     app = create_app(settings, embedder=embedder, llm=SlowLLM(), options=ServeOptions(upload_dir=tmp_path / "up"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started and time.monotonic() < deadline and thread.is_alive():
-        time.sleep(0.1)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    with on_loopback(app) as url:
+        yield url
 
 
 @pytest.mark.slow
