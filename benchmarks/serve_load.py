@@ -172,6 +172,13 @@ def running(kind: str, uri: str, consistency: str | None = None, mode: str | Non
         ]
     else:
         command = [__file__, "--naive-server", "--port", str(port), "--uri", uri]
+    with server_process(command, env, port, kind) as url:
+        yield url
+
+
+@contextmanager
+def server_process(command: list[str], env: dict[str, str], port: int, kind: str) -> Iterator[str]:
+    """`python COMMAND` as a server on `port`: yields its base URL once it answers; Ctrl-C'd after."""
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen([sys.executable, *command], env=env, stdout=log, stderr=subprocess.STDOUT)
         try:

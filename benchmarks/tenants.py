@@ -56,8 +56,6 @@ import os
 import platform
 import random
 import re
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -74,7 +72,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is a folder of scripts
 import serve_load  # its servers' plumbing, load client and ceilings
-from serve_load import backend, free_port, http_ceiling, percentile, wait_until_up
+from serve_load import backend, free_port, http_ceiling, percentile, server_process
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -211,17 +209,8 @@ def serving(uri: str) -> Iterator[str]:
     uploads = tempfile.mkdtemp(prefix="asyncrag-tenants-bench-")
     command = ["-c", "from asyncrag.cli import app; app()", "serve", "--port", str(port), "--uri", uri]
     command += ["--collection", LOAD_COLLECTION, "--upload-dir", uploads]
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen([sys.executable, *command], env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            yield wait_until_up(proc, f"http://127.0.0.1:{port}", log, "asyncrag")
-        finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with server_process(command, env, port, "asyncrag") as url:
+        yield url
 
 
 def make_keys(uri: str, tenants: list[str]) -> dict[str, str]:
