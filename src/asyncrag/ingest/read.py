@@ -6,6 +6,7 @@ Runs in parser processes: keep it free of heavy imports and of global state.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,6 @@ if TYPE_CHECKING:
     import pypdfium2 as pdfium
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
-SUFFIXES = TEXT_SUFFIXES | {".pdf", ".html", ".htm", ".docx"}
 
 # What a file may expand to. Upload and `max_file_mb` limits see compressed bytes: a 70 KB PDF
 # whose page decompresses to 20 MB of text operators took PDFium ~270 MB to load and ~1.8 GB
@@ -209,17 +209,24 @@ def read_pdf_pages(path: Path, source: str, first: int, last: int) -> list[Docum
     return docs
 
 
+# One reader per format: a whole file's text, as Markdown where the format has structure
+# (headings, tables). PDFs are read by pages (`read_pdf_pages`), in units of their own.
+READERS: dict[str, Callable[[Path], str]] = {
+    **dict.fromkeys(TEXT_SUFFIXES, read_text),
+    ".html": read_html,
+    ".htm": read_html,
+    ".docx": read_docx,
+}
+SUFFIXES = set(READERS) | {".pdf"}
+
+
 def read_file(path: Path, source: str) -> list[Document]:
     """A whole non-PDF file as one Document."""
     suffix = path.suffix.lower()
-    if suffix in TEXT_SUFFIXES:
-        text = read_text(path)
-    elif suffix in (".html", ".htm"):
-        text = read_html(path)
-    elif suffix == ".docx":
-        text = read_docx(path)
-    else:
+    reader = READERS.get(suffix)
+    if reader is None:
         raise ReadError(f"unsupported file type {suffix or '(none)'}")
+    text = reader(path)
     if not text.strip():
         raise ReadError("no text in file")
     return [document(text, source)]
