@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from llama_index.core.schema import BaseNode
+from llama_index.core.vector_stores.utils import metadata_dict_to_node
 from pymilvus import AsyncMilvusClient, MilvusClient
 
 from asyncrag.config import Settings
@@ -28,7 +29,7 @@ from asyncrag.store import expr, milvus, scan, tenants
 from asyncrag.store.coalesce import Coalescer
 from asyncrag.store.manifest import DocumentRecord, Manifest, manifest_name
 from asyncrag.store.manifest import ensure as ensure_manifest
-from asyncrag.store.vector_store import CoalescingMilvusVectorStore
+from asyncrag.store.vector_store import NODE_FIELDS, CoalescingMilvusVectorStore
 
 REQUEST_TIMEOUT_S: float | None = CoalescingMilvusVectorStore.model_fields["request_timeout_s"].default
 _ID_BATCH = 500  # ids per `in [...]` expression
@@ -169,6 +170,10 @@ class Collection:
     async def delete_records(self, doc_ids: Sequence[str]) -> None:
         await self.manifest.delete(doc_ids)
 
+    async def complete_with(self, hashes: Iterable[str], fingerprint: str) -> list[DocumentRecord]:
+        """This tenant's complete records of these contents under `fingerprint` (Manifest.complete_with)."""
+        return await self.manifest.complete_with(hashes, fingerprint)
+
     async def visible(self, nodes: Sequence[BaseNode]) -> list[bool]:
         """Whether each chunk belongs to the version of its document that is all stored.
 
@@ -242,6 +247,18 @@ class Collection:
         rows = await asyncio.to_thread(read)
         return [str(row[store.text_key]) for row in sorted(rows, key=_position)]
 
+    async def chunks(self, doc_id: str, version: str, *, vectors: bool = False) -> AsyncIterator[list[BaseNode]]:
+        """The document's chunks of `version` as stored, a page at a time (in id order): their ids and
+        metadata, and with `vectors` their text and embeddings too: what a copy of them is made from."""
+        store = await self.open_store()
+        where = expr.all_of(
+            tenants.clause(self.tenant), expr.equals(store.doc_id_field, doc_id), expr.equals(VERSION_FIELD, version)
+        )
+        fields = [*NODE_FIELDS, *((store.text_key, store.embedding_field) if vectors else ())]
+        pages = scan.pages(self._client, self.name, fields, filter=where)
+        while page := await asyncio.to_thread(next, pages, None):
+            yield [_node(row, store, vectors) for row in page]
+
     async def flush(self) -> None:
         """Seal what was written: searches right after read sealed segments (fast), not the memtable.
         A store never opened was not written to."""
@@ -298,6 +315,14 @@ def _position(row: dict[str, Any]) -> tuple[int, int]:
     """Where a stored chunk was cut from: its page, then its offset (LlamaIndex's node JSON)."""
     node = json.loads(row.get("_node_content") or "{}")
     return int(node.get("metadata", {}).get("page") or 0), int(node.get("start_char_idx") or 0)
+
+
+def _node(row: dict[str, Any], store: CoalescingMilvusVectorStore, vectors: bool) -> BaseNode:
+    """A stored row as the node that was written (LlamaIndex's node JSON), with its text and vector."""
+    node = metadata_dict_to_node(row, text=row[store.text_key] if vectors else None)
+    if vectors:
+        node.embedding = [float(x) for x in row[store.embedding_field]]
+    return node
 
 
 def _shows(record: DocumentRecord | None, node: BaseNode) -> bool:

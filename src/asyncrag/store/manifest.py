@@ -12,6 +12,10 @@ written. The pipeline's order of writes makes every crash recoverable by running
     3. delete the document's other chunks (the old version)
     4. row.hash = new hash, writing = ""
 
+A document whose content is already stored under another id (a renamed or moved file, a copy)
+takes the same four steps; in step 2 its chunks are copied, vectors and all, from that
+document's complete version (`Manifest.complete_with` finds it) instead of being embedded.
+
 A run killed anywhere leaves either the old version complete (and maybe some new chunks,
 replaced or removed by the re-run) or the new one; a document is listed as complete only when
 every chunk of it is stored.
@@ -141,6 +145,31 @@ class Manifest:
                 timeout=self.timeout,
             )
             found.update((row["doc_id"], DocumentRecord.from_row(row)) for row in rows)
+        return found
+
+    async def complete_with(self, hashes: Iterable[str], fingerprint: str) -> list[DocumentRecord]:
+        """The complete records of these contents (sha256) under `fingerprint`: documents whose
+        chunks a new document with the same content can be copied from (a rename, a move).
+
+        Only this tenant's: with no tenant, the records of no tenant (tenant ""), not the whole
+        collection's, so a copy never crosses tenants even when made by an admin's view."""
+        wanted = sorted(set(hashes))
+        same_tenant = expr.equals(tenants.FIELD, self.tenant or "") if self.tenant_field else ""
+        found: list[DocumentRecord] = []
+        for i in range(0, len(wanted), _ID_BATCH):
+            rows = await self.aclient.query(
+                self.name,
+                filter=expr.all_of(
+                    same_tenant,
+                    expr.is_in("hash", wanted[i : i + _ID_BATCH]),
+                    expr.equals("fingerprint", fingerprint),
+                    expr.equals("writing", ""),
+                ),
+                output_fields=list(DocumentRecord.__dataclass_fields__),
+                consistency_level="Strong",
+                timeout=self.timeout,
+            )
+            found += [DocumentRecord.from_row(row) for row in rows]
         return found
 
     async def all(self, client: MilvusClient) -> list[DocumentRecord]:
