@@ -89,10 +89,14 @@ class Status(StrEnum):
 
     ADDED = "added"
     UPDATED = "updated"
+    COPIED = "copied"  # its content was stored under another id (a rename, a move): chunks copied, nothing embedded
     UNCHANGED = "unchanged"  # nothing parsed, embedded or written
     DELETED = "deleted"  # gone from the given paths (--prune)
     FAILED = "failed"  # its stored chunks, if any, are kept as they were
     SKIPPED = "skipped"  # another shard's
+
+
+_STORED = (Status.ADDED, Status.UPDATED, Status.COPIED)
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,7 @@ class FileReport:
     chunks: int = 0  # written this run; for unchanged and deleted files, those stored
     seconds: float = 0.0
     error: str | None = None
+    copied_from: str | None = None  # COPIED: the document whose stored chunks it took
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "status": str(self.status), "seconds": round(self.seconds, 3)}
@@ -120,13 +125,13 @@ class IngestReport:
 
     @property
     def files(self) -> int:
-        """Files stored by this run (added or updated)."""
-        return self.count(Status.ADDED) + self.count(Status.UPDATED)
+        """Files stored by this run (added, updated or copied)."""
+        return sum(self.count(status) for status in _STORED)
 
     @property
     def chunks(self) -> int:
-        """Chunks written by this run."""
-        return sum(d.chunks for d in self.documents if d.status in (Status.ADDED, Status.UPDATED))
+        """Chunks written by this run (copied ones too)."""
+        return sum(d.chunks for d in self.documents if d.status in _STORED)
 
     @property
     def failures(self) -> list[Failure]:

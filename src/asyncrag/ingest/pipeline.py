@@ -10,6 +10,11 @@ of what is stored (store/manifest.py) lives in Milvus. A document's new chunks a
 before its old ones are deleted, and its record says complete only after both: a run killed
 at any point, run again, ends with exactly the chunks it should have.
 
+A document whose content is stored already under another id, read the same way (a file moved
+to another folder, a folder renamed, a copy), is not parsed or embedded: its chunks are copied
+from the stored document, vectors and all, under the ids a fresh ingest would give them, in the
+same order of writes (`_find_copies`, `Pipeline._copy`).
+
 Each bound has one owner: `Pipeline._parse_all` holds parsed-but-not-embedded units to
 `max_units`, `_embed_all` holds embedding calls to `max_concurrency`, `_write` holds writes to
 `max_writes`. Transient failures of the embedder (429, 5xx, timeouts; `Retry-After` honoured)
@@ -22,6 +27,7 @@ once and the documents being written stay recorded "writing", for the next run t
 from __future__ import annotations
 
 import asyncio
+import bisect
 import functools
 import hashlib
 import logging
@@ -33,7 +39,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from llama_index.core.schema import BaseNode, MetadataMode
+from llama_index.core.schema import BaseNode, MetadataMode, NodeRelationship, RelatedNodeInfo
 from pymilvus.exceptions import MilvusException
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
@@ -41,9 +47,10 @@ from asyncrag.config import Settings
 from asyncrag.embed import Embedder
 from asyncrag.embed.local import file_sha256
 from asyncrag.errors import AsyncRAGError, ReadError, RunAborted, is_transient, one_line
-from asyncrag.ingest.chunk import ChunkSpec
+from asyncrag.ingest.chunk import ChunkSpec, node_id
 from asyncrag.ingest.discover import Discovery, Found, discover, in_shard
 from asyncrag.ingest.parse import Unit, parse, plan
+from asyncrag.ingest.read import document
 from asyncrag.results import FileReport, IngestReport, Status
 from asyncrag.store.collection import Collection
 from asyncrag.store.manifest import DocumentRecord, version_of
@@ -185,6 +192,7 @@ class _Doc:
     ended: float | None = None  # a file's own seconds in the report, not the whole run's
     marked: asyncio.Future[None] | None = None  # the manifest says "writing" (before the first write)
     finished: bool = False
+    copy: _Copy | None = None  # its chunks are copied from a stored document, not parsed and embedded
 
     @property
     def bytes_done(self) -> int:
@@ -202,6 +210,15 @@ class _Doc:
         return self.record is not None and self.record.complete and self.version == self.record.version
 
 
+
+
+@dataclass(frozen=True)
+class _Copy:
+    """Where a document's chunks come from when its content is stored already: `source`'s complete
+    version (the same version: the same content and settings), each chunk under a new id."""
+
+    source: DocumentRecord
+    ids: dict[str, str]  # a stored chunk's id -> the id ingesting the document would give it
 
 
 class Pipeline:
@@ -238,7 +255,8 @@ class Pipeline:
         with _executor(self.limits.parse_workers) as pool:
             try:
                 async with self._tasks:
-                    self._spawn(self._parse_all(pool, docs, parsed))
+                    self._spawn(self._copy_all([d for d in docs if d.copy is not None]))
+                    self._spawn(self._parse_all(pool, [d for d in docs if d.copy is None], parsed))
                     await self._embed_all(parsed)
             except* RunAborted:
                 pass  # self.fatal is the first one
@@ -329,6 +347,35 @@ class Pipeline:
             self._embed_slots.release()
         await self._write_slots.acquire()
         self._spawn(self._write(live))
+
+    # -- or a copy: stored chunks under new ids, into the same writes ----------------------------------------
+
+    async def _copy_all(self, docs: list[_Doc]) -> None:
+        for doc in docs:
+            await self._copy(doc)
+
+    async def _copy(self, doc: _Doc) -> None:
+        """Write `doc` from its source's stored chunks: its units are known (none to parse) and its
+        chunks pending from the start, so `_write` finishes it as it would any other document."""
+        assert doc.copy is not None
+        doc.started = time.perf_counter()
+        doc.units_left, doc.chunks_pending = 0, len(doc.copy.ids)
+        taken = 0
+        readings: dict[int | None, dict[str, Any]] = {}
+        try:
+            async for page in self.collection.chunks(doc.copy.source.doc_id, doc.version, vectors=True):
+                nodes = [_moved(n, doc, doc.copy.ids[n.node_id], readings) for n in page if n.node_id in doc.copy.ids]
+                taken += len(nodes)
+                if nodes and doc.error is None:
+                    await self._write_slots.acquire()
+                    self._spawn(self._write(nodes))
+        except Exception as e:  # noqa: BLE001
+            if is_transient(e):
+                self._abort(f"reading the stored chunks of {doc.copy.source.source} kept failing ({_reason(e)})")
+            await self._fail(doc, f"copying its stored chunks failed: {_reason(e)}")
+            return
+        if taken != len(doc.copy.ids):  # the source changed since it was planned (another shard's prune)
+            await self._fail(doc, "the stored copy it was copied from changed; run again to ingest it")
 
     # -- stage 3: write, ≤ max_writes requests; then finish each document ---------------------------------
 
@@ -519,6 +566,97 @@ async def _changed(
     return todo, unchanged, restat
 
 
+async def _find_copies(todo: list[_Doc], collection: Collection, fp: str, limits: Limits) -> None:
+    """Plan a copy for each document to write whose content is stored complete under another id,
+    of this tenant and with these settings (typically a file this run will prune: it moved).
+    Documents this run rewrites are no sources: their chunks are about to change."""
+    busy = {d.found.doc_id for d in todo}
+    sources: dict[str, list[DocumentRecord]] = {}
+    for record in await collection.complete_with((d.new.hash for d in todo), fp):
+        if record.doc_id not in busy:
+            sources.setdefault(record.hash, []).append(record)
+    for doc in todo:
+        for source in sources.get(doc.new.hash, []):
+            try:
+                doc.copy = await _plan_copy(doc, source, collection, limits)
+            except Exception as e:  # noqa: BLE001 - then it is embedded, as it would be without a source
+                log.warning("could not plan a copy of %s for %s (%s)", source.source, doc.found.path, _reason(e))
+            if doc.copy is not None:
+                break
+
+
+async def _plan_copy(doc: _Doc, source: DocumentRecord, collection: Collection, limits: Limits) -> _Copy | None:
+    """How `doc` is copied from `source`'s stored chunks; None where a copy would differ from what
+    ingesting `doc` makes (then it is embedded).
+
+    The same content makes the same chunks only when the file is read the same way under both
+    paths (`_read_alike`): a file's name is split and embedded with its text. A chunk's id is
+    `node_id(document, version, unit, page, position)`: page and position are in its metadata, and
+    unit (where a big text file's stretch starts; None for any other file) is found from the
+    chunk's offset among the stretches ingesting the file cuts. Every stored id must be remade
+    exactly from these, and their count must be the record's, or nothing is copied.
+    """
+    if not _read_alike(source.source, str(doc.found.path)):
+        return None
+    stored = [n async for page in collection.chunks(source.doc_id, doc.version) for n in page]
+    if not stored or len(stored) != source.chunks:
+        return None
+    origins = _origins(stored, source.doc_id, doc.version, [])
+    if origins is None:  # a big text file? its stretches, as ingesting it cuts them
+        whole = Unit(doc.found.path, str(doc.found.path), doc.found.doc_id, doc.version)
+        units = await asyncio.to_thread(plan, whole, limits.pdf_pages_per_task, limits.text_bytes_per_unit)
+        stretches = [u for u in units if u.text_bytes is not None]
+        origins = _origins(stored, source.doc_id, doc.version, stretches) if stretches else None
+    if origins is None:
+        return None
+    return _Copy(source, {old: node_id(doc.found.doc_id, doc.version, *origin) for old, origin in origins.items()})
+
+
+Origin = tuple[int | None, int | None, int]  # what a chunk's id is made from besides its document and version
+
+
+def _origins(stored: list[BaseNode], doc_id: str, version: str, stretches: list[Unit]) -> dict[str, Origin] | None:
+    """Each stored chunk's (unit, page, position), checked by remaking its id; None if one fails.
+    `stretches`: the units of a big text file (a chunk's is the last that starts at or before it)."""
+    offsets = [u.text_offset for u in stretches]
+    found: dict[str, Origin] = {}
+    for node in stored:
+        page, position = node.metadata.get("page"), int(node.metadata["position"])
+        unit = None
+        if stretches:
+            unit = stretches[max(0, bisect.bisect_right(offsets, getattr(node, "start_char_idx", None) or 0) - 1)].key
+        if node_id(doc_id, version, unit, page, position) != node.node_id:
+            return None
+        found[node.node_id] = (unit, page, position)
+    return found
+
+
+def _read_alike(old: str, new: str) -> bool:
+    """Whether a file at `old` and at `new` is read into the same chunks with the same vectors: the
+    same reader (its suffix), and the same metadata split and embedded with the text. The splitter
+    counts a file's name against each chunk's tokens and the model embeds it, so a new name
+    (unless too long to be embedded under either) makes other chunks and vectors; a move keeps them."""
+    a, b = document("", old), document("", new)
+    return (
+        Path(old).suffix.lower() == Path(new).suffix.lower()
+        and a.excluded_embed_metadata_keys == b.excluded_embed_metadata_keys
+        and a.excluded_llm_metadata_keys == b.excluded_llm_metadata_keys
+        and all(a.get_metadata_str(m) == b.get_metadata_str(m) for m in (MetadataMode.EMBED, MetadataMode.LLM))
+    )
+
+
+def _moved(node: BaseNode, doc: _Doc, new_id: str, readings: dict[int | None, dict[str, Any]]) -> BaseNode:
+    """A stored chunk as ingesting `doc` makes it: its id, its document, and the metadata its reader
+    derives from the file's path (`readings`: by page, made once each)."""
+    page = node.metadata.get("page")
+    if page not in readings:
+        readings[page] = document("", str(doc.found.path), page).metadata
+    node.id_ = new_id
+    node.metadata.update(readings[page])
+    node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=doc.found.doc_id)
+    return node
+
+
 async def ingest(
     paths: list[str | Path],
     collection: Collection,
@@ -546,6 +684,8 @@ async def ingest(
 
     if todo or options.prune:  # only now the chunks' store: a run with nothing to do never loads it
         await collection.open_store()  # (and a collection of another model is refused here, in one line)
+    if todo:
+        await _find_copies(todo, collection, fingerprint(chunk_spec, embedder), limits)
     pipeline = Pipeline(collection, embedder, chunk_spec, limits, on_progress, len(todo))
     try:
         if todo:
@@ -553,15 +693,24 @@ async def ingest(
     finally:
         for doc in todo:
             if doc.finished or doc.error:
-                status = Status.FAILED if doc.error else (Status.UPDATED if doc.record else Status.ADDED)
+                status = _status(doc)
                 now = time.perf_counter()
                 seconds = (doc.ended or now) - (doc.started or now)
                 path, doc_id = str(doc.found.path), doc.found.doc_id
-                reports.append(FileReport(path, doc_id, status, doc.chunks_written, seconds, doc.error))
+                source = doc.copy.source.doc_id if doc.copy and not doc.error else None
+                reports.append(FileReport(path, doc_id, status, doc.chunks_written, seconds, doc.error, source))
     if options.prune:
         reports += await _prune(found, options, collection, limits)
     await collection.flush()
     return IngestReport(reports, time.perf_counter() - started)
+
+
+def _status(doc: _Doc) -> Status:
+    if doc.error:
+        return Status.FAILED
+    if doc.copy:
+        return Status.COPIED
+    return Status.UPDATED if doc.record else Status.ADDED
 
 
 async def _prune(found: Discovery, options: Options, collection: Collection, limits: Limits) -> list[FileReport]:
