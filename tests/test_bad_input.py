@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from test_formats import ZIP_SUFFIXES, corrupt_zip, deep_json, empty_pptx, nul_csv, zip_bomb
 from typer.testing import CliRunner
 
 from asyncrag import cli
@@ -110,12 +111,6 @@ def huge_txt(d: Path, make_pdf: MakePdf) -> Path:
     return path
 
 
-def corrupt_docx(d: Path, make_pdf: MakePdf) -> Path:
-    path = d / "broken.docx"
-    path.write_bytes(b"PK\x03\x04 this is not really a zip archive" + os.urandom(512))
-    return path
-
-
 def pdf_of_text_operators(mib: float) -> bytes:
     """One page whose compressed content holds `mib` MiB of text operators: 20 MiB fit in ~70 KB."""
     import zlib
@@ -153,13 +148,7 @@ def pdf_dense_page(d: Path, make_pdf: MakePdf) -> Path:
 
 
 def docx_bomb(d: Path, make_pdf: MakePdf) -> Path:
-    import zipfile
-
-    path = d / "bomb.docx"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("[Content_Types].xml", "<Types/>")
-        z.writestr("word/document.xml", b"<w:document>" + b" " * 70 * 2**20 + b"</w:document>")
-    return path
+    return zip_bomb(d, ".docx")
 
 
 # (builder, words the reason must contain)
@@ -175,10 +164,14 @@ BAD = {
     "missing-path": (missing, "no such file or directory"),
     "unsupported-xyz": (unsupported, "unsupported file type"),
     "huge-file": (huge_txt, "over the 1 MiB limit"),
-    "corrupt-docx": (corrupt_docx, "not a valid .docx"),
     "pdf-bomb": (pdf_bomb, "page 1 decompresses to over 1 MiB of content"),
     "pdf-dense-page": (pdf_dense_page, "characters, over the limit of 200,000"),
-    "docx-bomb": (docx_bomb, "unzips to 70 MiB of XML"),
+    # every zip-based format (Office, EPUB) is corrupt, or a bomb, the same ways (built in test_formats.py)
+    **{f"corrupt-{s[1:]}": (lambda d, make_pdf, s=s: corrupt_zip(d, s), f"not a valid {s} file") for s in ZIP_SUFFIXES},
+    **{f"{s[1:]}-bomb": (lambda d, make_pdf, s=s: zip_bomb(d, s), "unzips to 70 MiB of XML") for s in ZIP_SUFFIXES},
+    "empty-pptx": (lambda d, make_pdf: empty_pptx(d), "no text"),
+    "binary-csv": (lambda d, make_pdf: nul_csv(d), "binary content"),
+    "json-nested-too-deep": (lambda d, make_pdf: deep_json(d), "JSON nested more than"),
 }
 
 

@@ -20,7 +20,8 @@ RESERVED_TOKENS = 8
 # tutorial's data 128-token chunks found the right passage in the top 5 for 87 % of the questions
 # (examples/eval/tutorial.jsonl), against 74 % for chunks that fill its 256-token window.
 DEFAULT_CHUNK_TOKENS = 128
-MARKDOWN_SUFFIXES = (".md", ".markdown", ".html", ".htm")  # HTML is read as Markdown (ingest/html.py)
+# Read as Markdown: HTML (ingest/html.py), Office files and EPUB (ingest/office.py, epub.py), data (ingest/data.py).
+MARKDOWN_SUFFIXES = (".md", ".markdown", ".html", ".htm", ".docx", ".pptx", ".xlsx", ".epub", ".csv", ".tsv", ".json")
 _HEADING = re.compile(r"(#{1,6})[ \t]+(.+?)(?:[ \t]+\{#([^}\s]+)\})?[ \t#]*")
 SECTION_SEPARATOR = " › "
 # Stored and shown, but neither embedded nor given to the LLM. The heading path is embedded: in API

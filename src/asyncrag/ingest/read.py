@@ -5,7 +5,6 @@ Runs in parser processes: keep it free of heavy imports and of global state.
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from llama_index.core.schema import Document
 
 from asyncrag.errors import ReadError
+from asyncrag.ingest import data, epub, office
 
 if TYPE_CHECKING:
     import pypdfium2 as pdfium
@@ -24,11 +24,10 @@ TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 # to extract (~14 bytes per content byte, ~92 per character). A dense page of a 10-K holds
 # 133 KB of content and 7,300 characters; the limits leave 7-25x room and keep one page's
 # extraction under ~110 MB. Each is checked before the expensive step, and breaking one fails
-# the file alone, with a one-line reason.
+# the file alone, with a one-line reason. (Zip-based formats: office.MAX_UNZIPPED_BYTES.)
 MAX_PDF_PAGES = 10_000
 MAX_PAGE_CONTENT_BYTES = 2**20  # a page's drawing instructions, decompressed (measured by pypdf, capped)
 MAX_PAGE_CHARS = 200_000
-MAX_DOCX_XML_BYTES = 64 * 2**20  # the XML a .docx unzips to
 
 
 # A file name is embedded with each chunk (it often says what the file is about), counted against
@@ -92,22 +91,6 @@ def read_html(path: Path) -> str:
     from asyncrag.ingest.html import html_to_markdown
 
     return html_to_markdown(read_text(path))
-
-
-def read_docx(path: Path) -> str:
-    import docx2txt
-
-    try:
-        with zipfile.ZipFile(path) as z:
-            unzipped = sum(i.file_size for i in z.infolist() if i.filename.endswith(".xml"))
-        if unzipped > MAX_DOCX_XML_BYTES:
-            raise ReadError(
-                f"unzips to {unzipped / 2**20:.0f} MiB of XML, over the limit of "
-                f"{MAX_DOCX_XML_BYTES / 2**20:.0f} MiB (a zip bomb?); not read"
-            )
-        return str(docx2txt.process(str(path)))
-    except (zipfile.BadZipFile, KeyError) as e:
-        raise ReadError(f"not a valid .docx file ({e})") from None
 
 
 def open_pdf(path: Path) -> pdfium.PdfDocument:
@@ -215,7 +198,13 @@ READERS: dict[str, Callable[[Path], str]] = {
     **dict.fromkeys(TEXT_SUFFIXES, read_text),
     ".html": read_html,
     ".htm": read_html,
-    ".docx": read_docx,
+    ".docx": office.read_docx,
+    ".pptx": office.read_pptx,
+    ".xlsx": office.read_xlsx,
+    ".epub": epub.read_epub,
+    ".csv": data.read_csv,
+    ".tsv": data.read_csv,
+    ".json": data.read_json,
 }
 SUFFIXES = set(READERS) | {".pdf"}
 
