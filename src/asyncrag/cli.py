@@ -214,7 +214,9 @@ def ingest_cmd(
     token: Token = None,
     json_out: Json = False,
 ) -> None:
-    """Bring the collection up to date with documents (.txt .md .pdf .html .docx): only what changed is redone.
+    """Bring the collection up to date with documents: only what changed is redone.
+
+    Formats: .txt .md .pdf .html .docx .pptx .xlsx .epub .csv .tsv .json.
 
       asyncrag ingest docs/ --watch       # and keep docs/ indexed as it changes (Ctrl-C stops)
     """
