@@ -66,8 +66,8 @@ async def ingest(uri: str, embedder: HashEmbedder, paths: list[Path], **options:
 
 
 def statuses(report: IngestReport) -> dict[str, str]:
-    return {Path(d.path).name + ("" if d.status is not Status.DELETED else " (old)"): str(d.status)
-            for d in report.documents}
+    """Each file's status by name; a pruned one's name ends in " (old)"."""
+    return {Path(d.path).name + (" (old)" if d.status is Status.DELETED else ""): str(d.status) for d in report.documents}
 
 
 def stored(uri: str, collection: str = COLLECTION) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -243,7 +243,6 @@ async def test_a_copy_keeps_the_write_order_and_a_stopped_one_is_finished(
     assert stored(uri) == await fresh(tmp_path, tree)
 
 
-@pytest.mark.slow
 async def test_a_watched_move_is_one_run_without_embedding(tmp_path: Path) -> None:
     folder = tmp_path / "watched"
     (folder / "archive").mkdir(parents=True)
