@@ -111,7 +111,7 @@ async def test_search_returns_top_k_sources_named_by_document(client: httpx.Asyn
     assert r.status_code == 200
     sources = r.json()["sources"]
     assert len(sources) == 4
-    assert all(set(s) == {"text", "score", "source", "page", "start", "end", "heading", "anchor"} and s["text"] for s in sources)
+    assert all(set(s) == {"text", "score", "source", "page", "start", "end", "heading", "anchor", "ocr"} and s["text"] for s in sources)
     assert all(s["source"].startswith(str(Path("examples") / "corpus")) or "corpus" in s["source"] for s in sources)
     assert [s["score"] for s in sources] == sorted((s["score"] for s in sources), reverse=True)
 
@@ -193,7 +193,7 @@ async def test_ask_stream_is_tokens_then_sources_then_done(client: httpx.AsyncCl
     names = [name for name, _ in events]
     assert names == ["token"] * len(ScriptedLLM.tokens) + ["sources", "done"]
     assert [data["text"] for _, data in events[:-2]] == list(ScriptedLLM.tokens)
-    assert len(events[-2][1]) == 3 and {"text", "source", "page", "score", "start", "end", "heading", "anchor"} == set(
+    assert len(events[-2][1]) == 3 and {"text", "source", "page", "score", "start", "end", "heading", "anchor", "ocr"} == set(
         events[-2][1][0]
     )
     assert events[-1][1] == {

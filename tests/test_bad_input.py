@@ -147,6 +147,29 @@ def pdf_dense_page(d: Path, make_pdf: MakePdf) -> Path:
     return path
 
 
+def corrupt_png(d: Path, make_pdf: MakePdf) -> Path:
+    path = d / "corrupt.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(64))
+    return path
+
+
+def image_bomb(d: Path, make_pdf: MakePdf) -> Path:
+    """A 30 KB PNG of 20,000 x 20,000 pixels: 400 M pixels once decoded."""
+    from PIL import Image
+
+    path = d / "bomb.png"
+    Image.new("1", (20_000, 20_000)).save(path, optimize=True)
+    return path
+
+
+def blank_image(d: Path, make_pdf: MakePdf) -> Path:
+    from PIL import Image
+
+    path = d / "blank.jpg"
+    Image.new("RGB", (400, 300), "white").save(path)
+    return path
+
+
 def docx_bomb(d: Path, make_pdf: MakePdf) -> Path:
     return zip_bomb(d, ".docx")
 
@@ -172,6 +195,10 @@ BAD = {
     "empty-pptx": (lambda d, make_pdf: empty_pptx(d), "no text"),
     "binary-csv": (lambda d, make_pdf: nul_csv(d), "binary content"),
     "json-nested-too-deep": (lambda d, make_pdf: deep_json(d), "JSON nested more than"),
+    # images are read by OCR (ingest/ocr.py)
+    "corrupt-png": (corrupt_png, "not a readable image"),
+    "image-bomb": (image_bomb, "over 200,000,000 pixels"),
+    "blank-image": (blank_image, "no text found in the image"),
 }
 
 
@@ -252,7 +279,7 @@ async def test_unsupported_files_in_a_folder_are_skipped_quietly(
     lite_uri: str, embedder: LocalEmbedder, tmp_path: Path, good_file: Path
 ) -> None:
     folder = good_file.parent
-    (folder / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(64))
+    (folder / "sound.mp3").write_bytes(b"ID3" + os.urandom(64))
     (folder / "notes.xyz").write_text("not ours")
     (folder / ".hidden").mkdir()
     (folder / ".hidden" / "secret.txt").write_text("Hidden folders are skipped.")

@@ -63,7 +63,7 @@ def test_search_json_shape(cli_home: dict[str, str]) -> None:
     hits = json.loads(result.stdout)
     assert isinstance(hits, list) and len(hits) == 3
     for hit in hits:
-        assert set(hit) == {"text", "score", "source", "page", "start", "end", "heading", "anchor"}
+        assert set(hit) == {"text", "score", "source", "page", "start", "end", "heading", "anchor", "ocr"}
         assert isinstance(hit["text"], str) and hit["text"]
         assert isinstance(hit["score"], float)
         assert Path(hit["source"]).name in CORPUS_FILES
@@ -116,7 +116,7 @@ def test_ask_json_no_llm_shape(cli_home: dict[str, str]) -> None:
     assert isinstance(answer["answer"], str)
     assert len(answer["sources"]) == 2
     for s in answer["sources"]:
-        assert set(s) == {"text", "score", "source", "page", "start", "end", "heading", "anchor"}
+        assert set(s) == {"text", "score", "source", "page", "start", "end", "heading", "anchor", "ocr"}
     top = answer["sources"][0]
     assert Path(top["source"]).name == "faq.html" and "31 countries" in top["text"]
     # No LLM: the answer quotes the sentence that answers, and cites it.

@@ -84,6 +84,10 @@ DocIdPrefix = Annotated[
 ReportPath = Annotated[Path | None, typer.Option("--report", help="Write a JSON report (one entry per file) here")]
 MaxConcurrency = Annotated[int | None, typer.Option(help="Embedding calls in flight [env: ASYNCRAG_MAX_CONCURRENCY]")]
 EmbedRps = Annotated[float | None, typer.Option(help="Embedding calls per second, at most [env: ASYNCRAG_EMBED_RPS]")]
+Ocr = Annotated[
+    str | None,
+    typer.Option(help="Reads scanned PDF pages and images: rapidocr (bundled) | tesseract | off [env: ASYNCRAG_OCR]"),
+]
 
 
 class _ChunkRate(ProgressColumn):
@@ -205,6 +209,7 @@ def ingest_cmd(
     report_path: ReportPath = None,
     max_concurrency: MaxConcurrency = None,
     embed_rps: EmbedRps = None,
+    ocr: Ocr = None,
     watch: Annotated[
         bool, typer.Option("--watch", help="Then keep them indexed: ingest again (with --prune) after each change")
     ] = False,
@@ -221,7 +226,9 @@ def ingest_cmd(
       asyncrag ingest docs/ --watch       # and keep docs/ indexed as it changes (Ctrl-C stops)
     """
     shard_of = _shard(shard)
-    flags = {**_where(collection, uri, token, tenant), "max_concurrency": max_concurrency, "embed_rps": embed_rps}
+    flags = {
+        **_where(collection, uri, token, tenant), "max_concurrency": max_concurrency, "embed_rps": embed_rps, "ocr": ocr
+    }
     if watch:
         _watch(flags, paths, doc_id_prefix, json_out)
         return

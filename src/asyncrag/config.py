@@ -33,6 +33,7 @@ TENANT_NAME_RULE = "use 1-64 letters, digits, '_', '.' or '-', starting with a l
 SearchMode = Literal["auto", "dense", "sparse", "hybrid"]
 SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
 AnswerMode = Literal["auto", "extract", "generate"]
+OcrEngine = Literal["rapidocr", "tesseract", "off"]  # ingest/ocr.py
 
 
 def config_file() -> Path | None:
@@ -88,6 +89,9 @@ class Settings(BaseSettings):
     # N: N parser processes, for corpora whose parsing is heavy pure Python (HTML).
     parse_workers: int = Field(0, ge=0, le=256)
     pdf_pages_per_task: PositiveInt = 16
+    # Scanned PDF pages and images: "rapidocr" (bundled), "tesseract" (apt-get install tesseract-ocr), "off".
+    ocr: OcrEngine = "rapidocr"
+    pdf_tables: bool = True  # a PDF page's ruled tables as Markdown tables; False: PDFium's loose lines
     max_file_mb: float = Field(100, gt=0)
 
     @field_validator("uri")

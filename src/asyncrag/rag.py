@@ -180,7 +180,7 @@ class AsyncRAG:
     async def chunk_spec(self) -> ChunkSpec:
         e = await self.embedder()
         s = self.settings
-        return chunk_spec_for(e.max_tokens, e.tokenizer_file, s.chunk_size, s.chunk_overlap)
+        return chunk_spec_for(e.max_tokens, e.tokenizer_file, s.chunk_size, s.chunk_overlap, s.ocr, s.pdf_tables)
 
     # -- what users do -------------------------------------------------------------------
 

@@ -15,7 +15,9 @@ class Source:
     `start`/`end` are the chunk's character offsets in its page (PDF) or file, so a reader can
     check the passage; `heading` is the path of Markdown (or HTML) headings it sits under, and
     `anchor` the nearest id on that path, so that `file.html#anchor` opens the page there. They
-    are None where unknown (chunks stored before they were recorded).
+    are None where unknown (chunks stored before they were recorded). `ocr` names the engine
+    that read the text off a scanned page or an image (None: the file's own text), so that a
+    reader knows to allow for misread characters.
     """
 
     text: str
@@ -26,12 +28,15 @@ class Source:
     end: int | None = None
     heading: str | None = None
     anchor: str | None = None
+    ocr: str | None = None
 
     @property
     def citation(self) -> str:
         if self.page is not None:
-            return f"{self.source}:{self.page}"
-        return f"{self.source}#{self.anchor}" if self.anchor else self.source
+            where = f"{self.source}:{self.page}"
+        else:
+            where = f"{self.source}#{self.anchor}" if self.anchor else self.source
+        return f"{where} (OCR)" if self.ocr else where
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

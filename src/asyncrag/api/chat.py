@@ -14,6 +14,7 @@ refused. Other fields (`user`, `tools`, ...) are accepted and ignored.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import secrets
@@ -78,7 +79,7 @@ def _question(body: ChatRequest) -> tuple[str, list[str]]:
 
 
 def _footer(server: Server, sources: list[Source]) -> str:
-    public = [Source(s.text, s.score, server.source_name(s.source), s.page) for s in sources]
+    public = [dataclasses.replace(s, source=server.source_name(s.source)) for s in sources]
     return "\n\nSources:\n" + "\n".join(citations(public)) if sources else ""
 
 

@@ -48,6 +48,7 @@ class SourceOut(BaseModel):
     end: int | None = Field(None, description="where it ends (exclusive)")
     heading: str | None = Field(None, description="the path of headings it is under (Markdown, HTML), ' › ' between")
     anchor: str | None = Field(None, description="the nearest id on that path: SOURCE#ANCHOR opens an HTML page there")
+    ocr: str | None = Field(None, description="the OCR engine that read it off a scan or image; null: the file's text")
 
 
 class SearchResponse(BaseModel):
@@ -178,6 +179,7 @@ class Presenter:
             end=s.end,
             heading=s.heading,
             anchor=s.anchor,
+            ocr=s.ocr,
         )
 
     def answer_out(self, a: Answer) -> AskResponse:

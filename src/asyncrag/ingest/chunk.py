@@ -10,8 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llama_index.core.node_parser import SentenceSplitter
-from llama_index.core.schema import BaseNode, Document, NodeRelationship, RelatedNodeInfo, TextNode
+from llama_index.core.schema import (
+    BaseNode,
+    Document,
+    MediaResource,
+    MetadataMode,
+    NodeRelationship,
+    RelatedNodeInfo,
+    TextNode,
+)
 
+from asyncrag.config import OcrEngine
 from asyncrag.errors import ConfigError
 
 # Room for [CLS]/[SEP] and the "key: value\n\n" glue that LlamaIndex puts around embedded metadata.
@@ -38,21 +47,32 @@ _SIGNATURE = re.compile(r"^((?:class |async |exception )?[\w.]+)\(.{12,}\)$")
 
 @dataclass(frozen=True)
 class ChunkSpec:
-    """Everything a parser process needs to chunk exactly as the main process would."""
+    """Everything a parser process needs to read and chunk exactly as the main process would."""
 
     chunk_size: int
     chunk_overlap: int
     tokenizer_file: Path | None = None  # None: count tokens with tiktoken
+    # The engine that reads scanned pages and images (ingest/ocr.py). Not in the settings'
+    # fingerprint: changing it re-reads only the documents that change next, not every one.
+    ocr: OcrEngine = "rapidocr"
+    pdf_tables: bool = True  # a PDF page's ruled tables as Markdown tables (ingest/pdf_tables.py)
 
 
-def chunk_spec_for(max_tokens: int, tokenizer_file: Path | None, chunk_size: int | None, overlap: int) -> ChunkSpec:
+def chunk_spec_for(
+    max_tokens: int,
+    tokenizer_file: Path | None,
+    chunk_size: int | None,
+    overlap: int,
+    ocr: OcrEngine = "rapidocr",
+    pdf_tables: bool = True,
+) -> ChunkSpec:
     size = chunk_size or min(DEFAULT_CHUNK_TOKENS, max_tokens - RESERVED_TOKENS)
     if size > max_tokens - RESERVED_TOKENS and tokenizer_file is not None:
         raise ConfigError(
             f"chunk_size {size} exceeds the embedding model's window of {max_tokens} tokens: use at most "
             f"{max_tokens - RESERVED_TOKENS}, or leave it unset to fit the window"
         )
-    return ChunkSpec(size, min(overlap, size // 4), tokenizer_file)
+    return ChunkSpec(size, min(overlap, size // 4), tokenizer_file, ocr, pdf_tables)
 
 
 def node_id(doc_id: str, version: str, unit: int | None, page: int | None, position: int) -> str:
@@ -137,6 +157,115 @@ class _Headings:
         return self._found[i] if i >= 0 else None
 
 
+# A Markdown pipe table: a row, the separator row, then rows (ingest/tables.py writes them so).
+_TABLE = re.compile(r"^\|.*\|[ \t]*\n\|(?:[ \t]*:?-+:?[ \t]*\|)+[ \t]*\n(?:\|.*\|[ \t]*(?:\n|$))*", re.MULTILINE)
+
+
+def embed_text(node: BaseNode) -> str:
+    """What the embedding model reads of a chunk: its text with its embedded metadata, where each
+    Markdown table is read out row by row ("Revenue: 2019 $13,000; 2020 $11,139.").
+
+    The chunk keeps its table (people, the LLM and BM25 read that); only its vector is of the
+    rows read out. Measured on the 10-K's table questions (examples/eval/tables.jsonl), MiniLM
+    ranked pipe tables below prose that merely shares their dates; read out, a row says its
+    label and each figure's column in one breath (docs/formats.md has the numbers).
+    """
+    text = node.get_content(metadata_mode=MetadataMode.EMBED)
+    return _TABLE.sub(lambda table: _read_out(table.group()), text) if "|" in text else text
+
+
+def _read_out(table: str) -> str:
+    rows = [_cells(line) for line in table.rstrip("\n").split("\n")]
+    stub, *heads = rows[0]
+    lines = [stub] if stub else []
+    for label, *values in rows[2:]:
+        said = [f"{head} {value}".strip() for head, value in zip(heads, values, strict=False) if value]
+        lines.append(f"{label}: {'; '.join(said)}." if said else f"{label}.")
+    return "\n".join(lines) + "\n"
+
+
+def _cells(row: str) -> list[str]:
+    """A Markdown table row's cells (an escaped pipe is a pipe inside a cell)."""
+    cells = re.split(r"(?<!\\)\|", row.strip())[1:-1]
+    return [cell.strip().replace("\\|", "|") for cell in cells]
+
+
+def _split(splitter: SentenceSplitter, doc: Document) -> list[TextNode]:
+    """`doc`'s chunks in order: its prose by the splitter, its Markdown tables by rows.
+
+    A table is cut between rows, never inside one, and each piece starts with the table's
+    header (its first row and the separator), so that a figure in the 40th row of a statement
+    still sits under "| | 2019 | 2020 | 2021 |". A piece's span is its own rows' place in the
+    text; the header it repeats is not counted in it.
+    """
+    nodes: list[TextNode] = []
+    at = 0
+    for table in _TABLE.finditer(doc.text):
+        nodes += _prose(splitter, doc, at, table.start())
+        nodes += _table(splitter, doc, table.start(), table.group().rstrip("\n"))
+        at = table.end()
+    return nodes + _prose(splitter, doc, at, len(doc.text))
+
+
+def _prose(splitter: SentenceSplitter, doc: Document, start: int, end: int) -> list[TextNode]:
+    if start == 0 and end == len(doc.text):
+        part = doc
+    elif not doc.text[start:end].strip():
+        return []
+    else:
+        part = doc.model_copy(update={"text_resource": MediaResource(text=doc.text[start:end])})
+    nodes: list[TextNode] = splitter.get_nodes_from_documents([part])  # type: ignore[assignment]
+    for node in nodes:
+        if start and node.start_char_idx is not None and node.end_char_idx is not None:
+            node.start_char_idx += start
+            node.end_char_idx += start
+    return nodes
+
+
+def _table(splitter: SentenceSplitter, doc: Document, start: int, text: str) -> list[TextNode]:
+    """A table's pieces of up to `chunk_size` tokens (its metadata's included, as the splitter
+    counts them); a row too long for a piece with the header is split as prose."""
+    lines = text.split("\n")
+    header = "\n".join(lines[:2])
+    tokens = splitter._token_size
+    budget = splitter.chunk_size - tokens(doc.get_metadata_str(MetadataMode.EMBED)) - tokens(header)
+    nodes: list[TextNode] = []
+    rows: list[str] = []
+    size = 0
+    first = at = start + len(header) + 1  # where the rows of the piece being filled start, and the next row
+
+    def piece() -> None:
+        if not rows:
+            return
+        body = "\n".join(rows)
+        node = TextNode(
+            text=f"{header}\n{body}",
+            metadata=dict(doc.metadata),
+            excluded_embed_metadata_keys=list(doc.excluded_embed_metadata_keys),
+            excluded_llm_metadata_keys=list(doc.excluded_llm_metadata_keys),
+            start_char_idx=start if first == start + len(header) + 1 else first,  # the first piece: with its header
+            end_char_idx=first + len(body),
+        )
+        node.relationships[NodeRelationship.SOURCE] = doc.as_related_node_info()
+        nodes.append(node)
+        rows.clear()
+
+    for row in lines[2:]:
+        row_tokens = tokens(row) + 1
+        if rows and size + row_tokens > budget:
+            piece()
+            first, size = at, 0
+        if row_tokens > budget:
+            nodes.extend(_prose(splitter, doc, at, at + len(row)))
+            at = first = at + len(row) + 1
+            continue
+        rows.append(row)
+        size += row_tokens
+        at += len(row) + 1
+    piece()
+    return nodes
+
+
 def chunk(
     splitter: SentenceSplitter,
     docs: list[Document],
@@ -153,7 +282,7 @@ def chunk(
     records each chunk's character span in its document; a stretch of a big file starts
     `text_offset` characters into the file, so its spans are moved by that much.
     """
-    nodes: list[TextNode] = splitter.get_nodes_from_documents(docs)  # type: ignore[assignment]
+    nodes = [node for doc in docs for node in _split(splitter, doc)]
     headings = {
         doc.doc_id: _Headings(doc.text)
         for doc in docs

@@ -15,10 +15,12 @@ from pathlib import Path
 from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.schema import BaseNode
 
+from asyncrag.config import OcrEngine
 from asyncrag.ingest.chunk import ChunkSpec, chunk, make_splitter
 from asyncrag.ingest.read import (
     TEXT_SUFFIXES,
     check_pdf_pages,
+    pages_to_ocr,
     pdf_page_count,
     read_file,
     read_pdf_pages,
@@ -50,14 +52,15 @@ def splitter_for(spec: ChunkSpec) -> SentenceSplitter:
     return make_splitter(spec)
 
 
-def plan(unit: Unit, pages_per_unit: int, text_bytes_per_unit: int) -> list[Unit]:
-    """`unit` (a whole file) cut into the units to parse."""
+def plan(unit: Unit, pages_per_unit: int, text_bytes_per_unit: int, ocr: OcrEngine = "off") -> list[Unit]:
+    """`unit` (a whole file) cut into the units to parse; a scanned page is a unit of its own when
+    OCR is on (seconds each: they spread over the parsers, and progress moves page by page)."""
     suffix = unit.path.suffix.lower()
     if suffix == ".pdf":
         n = pdf_page_count(unit.path)
         check_pdf_pages(unit.path, 0, n)
-        ranges = [(i, min(i + pages_per_unit, n)) for i in range(0, n, pages_per_unit)] or [(0, 0)]
-        return [Unit(**{**unit.__dict__, "pdf_pages": r}) for r in ranges]
+        scans = set(pages_to_ocr(unit.path, 0, n)) if ocr != "off" else set()
+        return [Unit(**{**unit.__dict__, "pdf_pages": r}) for r in _page_ranges(n, pages_per_unit, scans)]
     if suffix in TEXT_SUFFIXES and unit.path.stat().st_size > text_bytes_per_unit:
         cuts = _stretches(unit.path, text_bytes_per_unit)
         return [
@@ -65,6 +68,23 @@ def plan(unit: Unit, pages_per_unit: int, text_bytes_per_unit: int) -> list[Unit
             for r, at in zip(cuts, _char_offsets(unit.path, cuts), strict=True)
         ]
     return [unit]
+
+
+def _page_ranges(pages: int, per_unit: int, scans: set[int]) -> list[tuple[int, int]]:
+    """[first, last) ranges of up to `per_unit` pages; each page in `scans` alone."""
+    ranges: list[tuple[int, int]] = []
+    start = 0
+    for i in range(pages):
+        if i in scans or i - start == per_unit:
+            if i > start:
+                ranges.append((start, i))
+            start = i
+        if i in scans:
+            ranges.append((i, i + 1))
+            start = i + 1
+    if start < pages:
+        ranges.append((start, pages))
+    return ranges or [(0, 0)]
 
 
 def _stretches(path: Path, target: int) -> list[tuple[int, int]]:
@@ -102,9 +122,9 @@ def _char_offsets(path: Path, cuts: list[tuple[int, int]]) -> list[int]:
 
 def parse(unit: Unit, spec: ChunkSpec) -> list[BaseNode]:
     if unit.pdf_pages is not None:
-        docs = read_pdf_pages(unit.path, unit.source, *unit.pdf_pages)
+        docs = read_pdf_pages(unit.path, unit.source, *unit.pdf_pages, spec.ocr, spec.pdf_tables)
     elif unit.text_bytes is not None:
         docs = read_text_range(unit.path, unit.source, *unit.text_bytes)
     else:
-        docs = read_file(unit.path, unit.source)
+        docs = read_file(unit.path, unit.source, spec.ocr)
     return chunk(splitter_for(spec), docs, unit.doc_id, unit.version, unit.key, unit.text_offset)

@@ -47,7 +47,7 @@ from asyncrag.config import Settings
 from asyncrag.embed import Embedder
 from asyncrag.embed.local import file_sha256
 from asyncrag.errors import AsyncRAGError, ReadError, RunAborted, is_transient, one_line
-from asyncrag.ingest.chunk import ChunkSpec, node_id
+from asyncrag.ingest.chunk import ChunkSpec, embed_text, node_id
 from asyncrag.ingest.discover import Discovery, Found, discover, in_shard
 from asyncrag.ingest.parse import Unit, parse, plan
 from asyncrag.ingest.read import document
@@ -127,7 +127,8 @@ class Options:
 def fingerprint(spec: ChunkSpec, embedder: Embedder) -> str:
     """What, besides a document's content, decides its chunks and vectors."""
     tokenizer = hashlib.sha256(spec.tokenizer_file.read_bytes()).hexdigest() if spec.tokenizer_file else "tiktoken"
-    key = f"chunker=3|{spec.chunk_size}|{spec.chunk_overlap}|{tokenizer}|model={embedder.identity}"
+    tables = "pdf-tables" if spec.pdf_tables else "loose"
+    key = f"chunker=4|{spec.chunk_size}|{spec.chunk_overlap}|{tokenizer}|{tables}|model={embedder.identity}"
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
@@ -279,7 +280,8 @@ class Pipeline:
                 whole = Unit(doc.found.path, str(doc.found.path), doc.found.doc_id, doc.version)
                 try:
                     units = await loop.run_in_executor(
-                        pool, plan, whole, self.limits.pdf_pages_per_task, self.limits.text_bytes_per_unit
+                        pool, plan, whole, self.limits.pdf_pages_per_task, self.limits.text_bytes_per_unit,
+                        self.spec.ocr,
                     )
                 except Exception as e:  # noqa: BLE001 - one file's problem
                     await self._fail(doc, _reason(e))
@@ -332,7 +334,7 @@ class Pipeline:
             live = [n for n in nodes if self._doc(n).error is None]
             if not live:
                 return
-            texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in live]
+            texts = [embed_text(n) for n in live]
             await self._pace()
             try:
                 vectors = await _with_retries(
@@ -436,7 +438,7 @@ class Pipeline:
         if doc.finished or doc.units_left != 0 or doc.chunks_pending > 0 or doc.error is not None:
             return
         if doc.chunks_written == 0:
-            await self._fail(doc, "no extractable text (a scanned PDF needs OCR first)")
+            await self._fail(doc, "no extractable text (scanned pages are read by OCR unless --ocr off)")
             return
         doc.finished = True
         self._spawn(self._complete(doc))

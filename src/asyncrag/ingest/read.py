@@ -5,19 +5,25 @@ Runs in parser processes: keep it free of heavy imports and of global state.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core.schema import Document
 
+from asyncrag.config import OcrEngine
 from asyncrag.errors import ReadError
-from asyncrag.ingest import data, epub, office
+from asyncrag.ingest import data, epub, office, pdf_tables
+from asyncrag.ingest.ocr import MAX_OCR_PIXELS, RENDER_SCALE
+from asyncrag.ingest.ocr import engine as ocr_engine
 
 if TYPE_CHECKING:
     import pypdfium2 as pdfium
+    from PIL.Image import Image as PILImage
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"}  # read by OCR (ingest/ocr.py)
 
 # What a file may expand to. Upload and `max_file_mb` limits see compressed bytes: a 70 KB PDF
 # whose page decompresses to 20 MB of text operators took PDFium ~270 MB to load and ~1.8 GB
@@ -28,6 +34,11 @@ TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 MAX_PDF_PAGES = 10_000
 MAX_PAGE_CONTENT_BYTES = 2**20  # a page's drawing instructions, decompressed (measured by pypdf, capped)
 MAX_PAGE_CHARS = 200_000
+# A page whose text layer holds fewer characters than this, and that draws an image, is a scan:
+# it is OCR'd. (A scanner's stamp, "Page 3", is a text layer of a few characters.)
+MIN_PAGE_TEXT_CHARS = 32
+MAX_IMAGE_PIXELS = 200_000_000  # an image file's pixels (PIL's bomb check; a 600 dpi A4 page is 35 M)
+MAX_IMAGE_FRAMES = 1_000  # pages of a multi-page TIFF
 
 
 # A file name is embedded with each chunk (it often says what the file is about), counted against
@@ -36,12 +47,15 @@ MAX_PAGE_CHARS = 200_000
 MAX_EMBEDDED_NAME_CHARS = 48
 
 
-def document(text: str, source: str, page: int | None = None) -> Document:
+def document(text: str, source: str, page: int | None = None, ocr: str | None = None) -> Document:
+    """One Document; `ocr` names the engine that read its text off a picture (shown with the source)."""
     name = Path(source).name
     metadata: dict[str, Any] = {"source": source, "file_name": name}
     if page is not None:
         metadata["page"] = page
-    hidden = ["source"] if len(name) <= MAX_EMBEDDED_NAME_CHARS else ["source", "file_name"]
+    if ocr is not None:
+        metadata["ocr"] = ocr
+    hidden = ["source", "ocr"] if len(name) <= MAX_EMBEDDED_NAME_CHARS else ["source", "ocr", "file_name"]
     return Document(
         id_=source if page is None else f"{source}#page={page}",  # chunk() points chunks at the file
         text=text,
@@ -166,30 +180,107 @@ def _content_bytes(contents: Any) -> int:
     return sum(len(stream.get_object().get_data()) for stream in streams)
 
 
-def read_pdf_pages(path: Path, source: str, first: int, last: int) -> list[Document]:
-    """Pages first..last-1 (0-based) as one Document each, numbered from 1 as people cite them."""
+def _page_text(page: pdfium.PdfPage, number: int) -> str:
     import pypdfium2 as pdfium
 
+    try:
+        textpage = page.get_textpage()
+        if textpage.count_chars() > MAX_PAGE_CHARS:
+            raise ReadError(
+                f"page {number} holds {textpage.count_chars():,} characters, over the limit of "
+                f"{MAX_PAGE_CHARS:,}; not read"
+            )
+        text: str = textpage.get_text_range()
+    except pdfium.PdfiumError as e:
+        raise ReadError(f"cannot extract text from page {number} ({e})") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _is_scan(page: pdfium.PdfPage, text: str) -> bool:
+    """A page with (next to) no text layer that draws an image: its text is in the picture."""
+    import pypdfium2.raw as pdfium_c
+
+    if len("".join(text.split())) >= MIN_PAGE_TEXT_CHARS:
+        return False
+    return next(page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=3), None) is not None
+
+
+def pages_to_ocr(path: Path, first: int, last: int) -> list[int]:
+    """The pages (0-based) among first..last-1 that are scans (~3 ms a page: their text layer is read)."""
     pdf = open_pdf(path)
+    try:
+        return [i for i in range(first, min(last, len(pdf))) if _is_scan(pdf[i], _page_text(pdf[i], i + 1))]
+    finally:
+        pdf.close()
+
+
+def read_pdf_pages(
+    path: Path, source: str, first: int, last: int, ocr: OcrEngine = "rapidocr", tables: bool = True
+) -> list[Document]:
+    """Pages first..last-1 (0-based) as one Document each, numbered from 1 as people cite them;
+    a scanned page is read by OCR (`ocr`: the engine; "off" leaves it out), and a page's ruled
+    tables are written as Markdown tables (`tables`; ingest/pdf_tables.py)."""
+    pdf = open_pdf(path)
+    finder = pdf_tables.TableFinder(path)
     docs = []
     try:
         for i in range(first, min(last, len(pdf))):
-            try:
-                textpage = pdf[i].get_textpage()
-                if textpage.count_chars() > MAX_PAGE_CHARS:
-                    raise ReadError(
-                        f"page {i + 1} holds {textpage.count_chars():,} characters, over the limit of "
-                        f"{MAX_PAGE_CHARS:,}; not read"
-                    )
-                text = textpage.get_text_range()
-            except pdfium.PdfiumError as e:
-                raise ReadError(f"cannot extract text from page {i + 1} ({e})") from None
-            text = text.replace("\r\n", "\n").replace("\r", "\n")
+            page = pdf[i]
+            text = _page_text(page, i + 1)
+            engine = None
+            if ocr != "off" and _is_scan(page, text):
+                engine = ocr_engine(ocr)
+                image = page.render(scale=RENDER_SCALE[ocr]).to_pil()
+                text = engine.read(image)
+            elif tables:
+                text = finder.page_text(page, text, i)
             if text.strip():
-                docs.append(document(text, source, page=i + 1))
+                docs.append(document(text, source, page=i + 1, ocr=engine.name if engine else None))
     finally:
         pdf.close()
+        finder.close()
     return docs
+
+
+def read_image(path: Path, source: str, ocr: OcrEngine) -> list[Document]:
+    """An image file's text, by OCR; each page of a multi-page TIFF is a page."""
+    from PIL import Image, ImageSequence, UnidentifiedImageError
+
+    if ocr == "off":
+        raise ReadError("an image is read by OCR, and OCR is off (--ocr rapidocr or tesseract reads it)")
+    engine = ocr_engine(ocr)
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    docs = []
+    try:
+        with warnings.catch_warnings():  # PIL warns of what it decodes past its limit: here that fails the file
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)  # reads the header only: the size is known before any pixel
+        with image:
+            frames = getattr(image, "n_frames", 1)
+            if frames > MAX_IMAGE_FRAMES:
+                raise ReadError(f"{frames} pages, over the limit of {MAX_IMAGE_FRAMES}; not read")
+            for number, frame in enumerate(ImageSequence.Iterator(image), start=1):
+                if frame.width * frame.height > MAX_IMAGE_PIXELS:  # each page of a TIFF has its own size
+                    raise Image.DecompressionBombError
+                text = engine.read(_fit(frame))
+                if text.strip():
+                    docs.append(document(text, source, page=number if frames > 1 else None, ocr=engine.name))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ReadError(f"over {MAX_IMAGE_PIXELS:,} pixels (a decompression bomb?); not read") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ReadError(f"not a readable image ({e})") from None
+    if not docs:
+        raise ReadError("no text found in the image")
+    return docs
+
+
+def _fit(image: PILImage) -> PILImage:
+    """`image`, scaled down to at most MAX_OCR_PIXELS: OCR time grows with pixels, not with detail."""
+    pixels = image.width * image.height
+    if pixels <= MAX_OCR_PIXELS:
+        return image
+    scale = (MAX_OCR_PIXELS / pixels) ** 0.5
+    return image.resize((max(1, int(image.width * scale)), max(1, int(image.height * scale))))
 
 
 # One reader per format: a whole file's text, as Markdown where the format has structure
@@ -206,12 +297,14 @@ READERS: dict[str, Callable[[Path], str]] = {
     ".tsv": data.read_csv,
     ".json": data.read_json,
 }
-SUFFIXES = set(READERS) | {".pdf"}
+SUFFIXES = set(READERS) | {".pdf"} | IMAGE_SUFFIXES
 
 
-def read_file(path: Path, source: str) -> list[Document]:
-    """A whole non-PDF file as one Document."""
+def read_file(path: Path, source: str, ocr: OcrEngine = "rapidocr") -> list[Document]:
+    """A whole non-PDF file as one Document (an image: one per page)."""
     suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return read_image(path, source, ocr)
     reader = READERS.get(suffix)
     if reader is None:
         raise ReadError(f"unsupported file type {suffix or '(none)'}")

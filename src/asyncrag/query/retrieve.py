@@ -106,4 +106,5 @@ def _source(node: BaseNode, score: float) -> Source:
         end=getattr(node, "end_char_idx", None),
         heading=node.metadata.get("heading"),
         anchor=node.metadata.get("anchor"),
+        ocr=node.metadata.get("ocr"),
     )

@@ -64,8 +64,9 @@ async function* sseEvents(response) {
 
 function citationLabel(source, full = false) {
   const name = full ? source.source : source.source.split(/[\\/]/).pop();
-  if (source.page) return `${name}, page ${source.page}`;
-  return source.anchor ? `${name}#${source.anchor}` : name;
+  const ocr = source.ocr ? " (OCR)" : "";
+  if (source.page) return `${name}, page ${source.page}${ocr}`;
+  return (source.anchor ? `${name}#${source.anchor}` : name) + ocr;
 }
 
 function openPassage(n) {
