@@ -223,8 +223,12 @@ def _prose(splitter: SentenceSplitter, doc: Document, start: int, end: int) -> l
 
 
 def _table(splitter: SentenceSplitter, doc: Document, start: int, text: str) -> list[TextNode]:
-    """A table's pieces of up to `chunk_size` tokens (its metadata's included, as the splitter
-    counts them); a row too long for a piece with the header is split as prose."""
+    """A table's pieces: each its header and as many rows as fit a chunk beside it and the
+    embedded metadata (at least one); a row that does not fit alone is split as prose.
+
+    Measured on the 10-K's 28 table questions (hit@5, hybrid): pieces of a chunk's size, header
+    counted, 0.79; the header not counted (twice the rows a piece) 0.68; a row a piece 0.68.
+    """
     lines = text.split("\n")
     header = "\n".join(lines[:2])
     tokens = splitter._token_size

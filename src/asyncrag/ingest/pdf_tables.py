@@ -175,22 +175,30 @@ def _head(
     left = columns[0][0] - ALIGN_PT
     for x0, x1, text, line_top in _phrases(band):
         if x0 < left:
-            if len(text) <= MAX_TITLE_LINE_CHARS:  # a longer line is prose, not a title
-                stub.append(text)
+            stub = [*stub, text] if _title_like(text) else []  # prose above the title is not the table's
             continue
         if line_top < bottom - HEAD_BAND_PT:
             continue
         for i, (c0, c1) in enumerate(columns):
             if x0 < c1 and x1 > c0:
                 heads[i].append(text)
+    while sum(map(len, stub)) > MAX_TITLE_CHARS:  # the lines nearest the table say most about it
+        stub.pop(0)
     cells = [" ".join(parts) for parts in heads]
     shared = _shared_words([c for c in cells if c])
     if shared and all(c == "" or len(c.split()) > shared for c in cells):
         stub.append(" ".join(next(c for c in cells if c).split()[:shared]))
         cells = [" ".join(c.split()[shared:]) for c in cells]
-    while sum(map(len, stub)) > MAX_TITLE_CHARS:  # the lines nearest the table say most about it
-        stub.pop(0)
     return " ".join(stub), cells
+
+
+def _title_like(line: str) -> bool:
+    """A table's title or unit note ("CONSOLIDATED BALANCE SHEETS", "(In millions)", "Revenue"),
+    not a line of the prose above it, which runs long or ends a sentence."""
+    line = line.strip()
+    if line.startswith("(") and line.endswith(")"):
+        return len(line) <= MAX_TITLE_LINE_CHARS
+    return (line.isupper() or len(line) <= 40) and not line.endswith((".", ":", ",", ";"))
 
 
 def _shared_words(texts: list[str]) -> int:
