@@ -74,6 +74,19 @@ def test_without_a_whole_sentence_the_best_passage_is_quoted_and_cited() -> None
     assert extract("anything?", [], embedder=None).answer == NOT_FOUND  # type: ignore[arg-type]
 
 
+def test_a_table_row_answers_read_out_under_its_column_heads(embedder: LocalEmbedder) -> None:
+    statement = Source(
+        "| STATEMENTS OF OPERATIONS Year Ended December 31, | 2019 | 2020 | 2021 |\n|---|---|---|---|\n"
+        "| Revenue | $13,000 | $11,139 | $17,455 |\n| Costs and expenses |  |  |  |\n| Sales and marketing | 4,626 | 3,583 | 4,789 |",
+        0.5,
+        "uber.pdf",
+        page=77,
+    )
+    found = extract("How much did Uber spend on sales and marketing in 2019?", [SOURCES[0], statement], embedder)
+    assert found.found
+    assert "“Sales and marketing: 2019 4,626; 2020 3,583; 2021 4,789.” [2]" in found.answer
+
+
 # -- checks on an LLM's answer ----------------------------------------------------------------
 
 

@@ -170,6 +170,36 @@ def blank_image(d: Path, make_pdf: MakePdf) -> Path:
     return path
 
 
+def scan_with_image_bomb(d: Path, make_pdf: MakePdf) -> Path:
+    """A page with no text that draws one image whose dictionary says 50,000 x 50,000 pixels."""
+    import zlib
+
+    from pypdf import PdfWriter
+    from pypdf.generic import DictionaryObject, NameObject, NumberObject, StreamObject
+
+    writer = PdfWriter()
+    page = writer.add_blank_page(595, 842)
+    image = StreamObject()
+    image.set_data(zlib.compress(bytes(4096)))
+    image.update(
+        {
+            NameObject("/Type"): NameObject("/XObject"),
+            NameObject("/Subtype"): NameObject("/Image"),
+            NameObject("/Width"): NumberObject(50_000),
+            NameObject("/Height"): NumberObject(50_000),
+            NameObject("/ColorSpace"): NameObject("/DeviceGray"),
+            NameObject("/BitsPerComponent"): NumberObject(8),
+            NameObject("/Filter"): NameObject("/FlateDecode"),
+        }
+    )
+    xobjects = DictionaryObject({NameObject("/Im0"): writer._add_object(image)})
+    page[NameObject("/Resources")] = DictionaryObject({NameObject("/XObject"): xobjects})
+    contents = StreamObject()
+    contents.set_data(b"q 595 0 0 842 0 0 cm /Im0 Do Q")
+    page[NameObject("/Contents")] = writer._add_object(contents)
+    return _save(writer, d / "scan-bomb.pdf")
+
+
 def docx_bomb(d: Path, make_pdf: MakePdf) -> Path:
     return zip_bomb(d, ".docx")
 
@@ -197,8 +227,9 @@ BAD = {
     "json-nested-too-deep": (lambda d, make_pdf: deep_json(d), "JSON nested more than"),
     # images are read by OCR (ingest/ocr.py)
     "corrupt-png": (corrupt_png, "not a readable image"),
-    "image-bomb": (image_bomb, "over 200,000,000 pixels"),
+    "image-bomb": (image_bomb, "over 100,000,000 pixels"),
     "blank-image": (blank_image, "no text found in the image"),
+    "scan-image-bomb": (scan_with_image_bomb, "page 1 holds an image of over 100,000,000 pixels"),
 }
 
 

@@ -125,3 +125,19 @@ async def test_with_ocr_off_a_scan_has_no_text(scan: Path, tmp_path: Path, hash_
     async with AsyncRAG(embedder=hash_embedder, uri=str(tmp_path / "m.db"), llm="none", ocr="off") as rag:
         report = await rag.ingest([scan])
     assert len(report.failures) == 1 and "no extractable text" in report.failures[0].reason
+
+
+def test_a_huge_page_is_drawn_within_the_pixel_budget(tmp_path: Path) -> None:
+    import pypdfium2 as pdfium
+    from pypdf import PdfWriter
+
+    from asyncrag.ingest.ocr import MAX_OCR_PIXELS, RENDER_SCALE
+    from asyncrag.ingest.read import _draw
+
+    writer = PdfWriter()
+    writer.add_blank_page(14_400, 14_400)  # 200 inches a side: 57,600 px at the usual scale
+    path = tmp_path / "huge.pdf"
+    with path.open("wb") as f:
+        writer.write(f)
+    picture = _draw(pdfium.PdfDocument(path)[0], 1, RENDER_SCALE["tesseract"])
+    assert picture.width * picture.height <= MAX_OCR_PIXELS and picture.width > 1000

@@ -22,6 +22,7 @@ from llama_index.core.schema import (
 
 from asyncrag.config import OcrEngine
 from asyncrag.errors import ConfigError
+from asyncrag.ingest.tables import TABLE, read_out
 
 # Room for [CLS]/[SEP] and the "key: value\n\n" glue that LlamaIndex puts around embedded metadata.
 RESERVED_TOKENS = 8
@@ -157,10 +158,6 @@ class _Headings:
         return self._found[i] if i >= 0 else None
 
 
-# A Markdown pipe table: a row, the separator row, then rows (ingest/tables.py writes them so).
-_TABLE = re.compile(r"^\|.*\|[ \t]*\n\|(?:[ \t]*:?-+:?[ \t]*\|)+[ \t]*\n(?:\|.*\|[ \t]*(?:\n|$))*", re.MULTILINE)
-
-
 def embed_text(node: BaseNode) -> str:
     """What the embedding model reads of a chunk: its text with its embedded metadata, where each
     Markdown table is read out row by row ("Revenue: 2019 $13,000; 2020 $11,139.").
@@ -171,23 +168,12 @@ def embed_text(node: BaseNode) -> str:
     label and each figure's column in one breath (docs/formats.md has the numbers).
     """
     text = node.get_content(metadata_mode=MetadataMode.EMBED)
-    return _TABLE.sub(lambda table: _read_out(table.group()), text) if "|" in text else text
+    return TABLE.sub(_read_aloud, text) if "|" in text else text
 
 
-def _read_out(table: str) -> str:
-    rows = [_cells(line) for line in table.rstrip("\n").split("\n")]
-    stub, *heads = rows[0]
-    lines = [stub] if stub else []
-    for label, *values in rows[2:]:
-        said = [f"{head} {value}".strip() for head, value in zip(heads, values, strict=False) if value]
-        lines.append(f"{label}: {'; '.join(said)}." if said else f"{label}.")
-    return "\n".join(lines) + "\n"
-
-
-def _cells(row: str) -> list[str]:
-    """A Markdown table row's cells (an escaped pipe is a pipe inside a cell)."""
-    cells = re.split(r"(?<!\\)\|", row.strip())[1:-1]
-    return [cell.strip().replace("\\|", "|") for cell in cells]
+def _read_aloud(table: re.Match[str]) -> str:
+    stub, rows = read_out(table.group())
+    return "\n".join([stub, *rows] if stub else rows) + "\n"
 
 
 def _split(splitter: SentenceSplitter, doc: Document) -> list[TextNode]:
@@ -200,7 +186,7 @@ def _split(splitter: SentenceSplitter, doc: Document) -> list[TextNode]:
     """
     nodes: list[TextNode] = []
     at = 0
-    for table in _TABLE.finditer(doc.text):
+    for table in TABLE.finditer(doc.text):
         nodes += _prose(splitter, doc, at, table.start())
         nodes += _table(splitter, doc, table.start(), table.group().rstrip("\n"))
         at = table.end()

@@ -37,7 +37,7 @@ MAX_PAGE_CHARS = 200_000
 # A page whose text layer holds fewer characters than this, and that draws an image, is a scan:
 # it is OCR'd. (A scanner's stamp, "Page 3", is a text layer of a few characters.)
 MIN_PAGE_TEXT_CHARS = 32
-MAX_IMAGE_PIXELS = 200_000_000  # an image file's pixels (PIL's bomb check; a 600 dpi A4 page is 35 M)
+MAX_IMAGE_PIXELS = 100_000_000  # an image's pixels, in a file or a PDF page (a 600 dpi A4 page is 35 M)
 MAX_IMAGE_FRAMES = 1_000  # pages of a multi-page TIFF
 
 
@@ -230,8 +230,7 @@ def read_pdf_pages(
             engine = None
             if ocr != "off" and _is_scan(page, text):
                 engine = ocr_engine(ocr)
-                image = page.render(scale=RENDER_SCALE[ocr]).to_pil()
-                text = engine.read(image)
+                text = engine.read(_draw(page, i + 1, RENDER_SCALE[ocr]))
             elif tables:
                 text = finder.page_text(page, text, i)
             if text.strip():
@@ -240,6 +239,22 @@ def read_pdf_pages(
         pdf.close()
         finder.close()
     return docs
+
+
+def _draw(page: pdfium.PdfPage, number: int, scale: float) -> PILImage:
+    """A scanned page as a picture for OCR. Its images' sizes are read first (from their
+    dictionaries, nothing decoded): drawing decodes them whole, and a crafted one of a few KB can
+    say 50,000 x 50,000 pixels. A huge page (a 200-inch MediaBox) is drawn at a smaller scale."""
+    import pypdfium2.raw as pdfium_c
+
+    for image in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=3):
+        width, height = image.get_px_size()
+        if width * height > MAX_IMAGE_PIXELS:
+            raise ReadError(f"page {number} holds an image of over {MAX_IMAGE_PIXELS:,} pixels; not read")
+    width, height = page.get_size()
+    scale = min(scale, 0.999 * (MAX_OCR_PIXELS / max(1.0, width * height)) ** 0.5)  # pdfium rounds pixels up
+    picture: PILImage = page.render(scale=scale).to_pil()
+    return picture
 
 
 def read_image(path: Path, source: str, ocr: OcrEngine) -> list[Document]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from asyncrag.embed import Embedder
 from asyncrag.ingest.chunk import SECTION_SEPARATOR
+from asyncrag.ingest.tables import TABLE, read_out
 from asyncrag.results import Source
 
 # The weights were chosen on the tuning halves of examples/eval/tutorial.jsonl and python-doc.jsonl
@@ -90,13 +91,26 @@ def content_words(text: str) -> set[str]:
     return {w.lower().strip("._") for w in _WORD.findall(text)} - STOPWORDS - {""}
 
 
+def table_rows(text: str) -> list[tuple[str, str]]:
+    """A chunk's table rows that hold figures, read out under their column heads, with the table's
+    title: (the row as quoted, what is embedded). A figure in a table answers as well as a
+    sentence does ("North: 2024 5,010."), and a table has no sentences to quote."""
+    rows = []
+    for table in TABLE.finditer(text):
+        stub, lines = read_out(table.group())
+        rows += [(line, f"{stub}: {line}" if stub else line) for line in lines if ": " in line]  # with figures
+    return rows
+
+
 def candidates(sources: Sequence[Source]) -> list[Sentence]:
-    """Each sentence once, cited to the first source that holds it (overlapping chunks share some)."""
+    """Each sentence (and table row) once, cited to the first source that holds it (overlapping
+    chunks share some)."""
     found: dict[str, Sentence] = {}
     for n, source in enumerate(sources, 1):
         heading = clean((source.heading or "").split(SECTION_SEPARATOR)[-1])
-        for text in split_sentences(source.text):
-            found.setdefault(" ".join(text.split()), Sentence(text, n, f"{heading}: {text}" if heading else text))
+        quoted = [(text, text) for text in split_sentences(source.text)] + table_rows(source.text)
+        for text, context in quoted:
+            found.setdefault(" ".join(text.split()), Sentence(text, n, f"{heading}: {context}" if heading else context))
     return list(found.values())
 
 
