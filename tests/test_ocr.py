@@ -17,6 +17,7 @@ from scans import scanned_copy
 
 from asyncrag.ingest import ocr
 from asyncrag.ingest.ocr import _lines
+from asyncrag.ingest.pipeline import IngestProgress
 from asyncrag.rag import AsyncRAG
 
 COVER, STATEMENT = 0, 76  # the 10-K's cover page and its consolidated statements of operations
@@ -74,9 +75,12 @@ def test_boxes_become_lines_in_reading_order() -> None:
 async def test_a_scanned_pdf_is_read_by_ocr_and_its_sources_say_so(
     engine: str, scan: Path, tmp_path: Path, hash_embedder: HashEmbedder
 ) -> None:
+    seen: list[IngestProgress] = []
     async with AsyncRAG(embedder=hash_embedder, uri=str(tmp_path / "m.db"), llm="none", ocr=engine) as rag:
-        report = await rag.ingest([scan])
+        report = await rag.ingest([scan], on_progress=seen.append)
         assert report.ok, report.failures
+        done = [p.bytes_done for p in seen]
+        assert done == sorted(done) and any(0 < d < scan.stat().st_size for d in done)  # it moved page by page
         hits = await rag.search("UBER TECHNOLOGIES consolidated statements of operations revenue", k=20)
         assert {s.page for s in hits} == {1, 2}
         assert all(s.ocr == engine and s.citation.endswith("(OCR)") for s in hits)

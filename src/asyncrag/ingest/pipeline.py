@@ -186,6 +186,7 @@ class _Doc:
     new: DocumentRecord  # what it will hold once this document's chunks are all written
     version: str
     units_left: int | None = None  # None until its units are planned
+    units_total: int = 0
     chunks_pending: int = 0
     chunks_written: int = 0
     error: str | None = None
@@ -197,13 +198,15 @@ class _Doc:
 
     @property
     def bytes_done(self) -> int:
-        """The file's bytes, pro rata to its chunks written once its chunk count is known."""
+        """The file's bytes, pro rata to its units parsed and its parsed chunks written: a scanned
+        PDF, a page a unit and seconds a page, moves page by page."""
         if self.ended is not None:
             return self.new.size
         total = self.chunks_written + self.chunks_pending
-        if self.units_left != 0 or total == 0:
+        if not self.units_total or total == 0:
             return 0
-        return self.new.size * self.chunks_written // total
+        parsed = self.units_total - (self.units_left or 0)
+        return self.new.size * parsed * self.chunks_written // (self.units_total * total)
 
     @property
     def replaces_itself(self) -> bool:
@@ -286,7 +289,7 @@ class Pipeline:
                 except Exception as e:  # noqa: BLE001 - one file's problem
                     await self._fail(doc, _reason(e))
                     continue
-                doc.units_left = len(units)
+                doc.units_left = doc.units_total = len(units)
                 await self._check(doc)
                 for unit in units:
                     await self._unit_slots.acquire()
