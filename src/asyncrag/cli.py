@@ -221,7 +221,8 @@ def ingest_cmd(
 ) -> None:
     """Bring the collection up to date with documents: only what changed is redone.
 
-    Formats: .txt .md .pdf .html .docx .pptx .xlsx .epub .csv .tsv .json.
+    Formats: .txt .md .pdf .html .docx .pptx .xlsx .epub .csv .tsv .json; images (.png .jpg .jpeg
+    .tif .tiff .webp) and scanned PDF pages are read by OCR (--ocr).
 
       asyncrag ingest docs/ --watch       # and keep docs/ indexed as it changes (Ctrl-C stops)
     """

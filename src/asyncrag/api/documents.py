@@ -41,8 +41,9 @@ UPLOAD_BODY = {
 async def upload(request: Request, server: WriterDep) -> m.Job:
     """Upload files (multipart field `files`, one or more) → an ingest job; poll GET /v1/jobs/{id}.
 
-    .txt .md .pdf .html .docx .pptx .xlsx .epub .csv .tsv .json; a file that cannot be ingested is
-    reported in the job's report.
+    .txt .md .pdf .html .docx .pptx .xlsx .epub .csv .tsv .json, and images (.png .jpg .jpeg .tif
+    .tiff .webp) and scanned PDF pages by OCR; a file that cannot be ingested is reported in the
+    job's report.
     A writer's or admin's key; within a tenant, its quotas (documents, bytes) apply (403 past them).
     """
     opts = server.options

@@ -299,9 +299,9 @@ def http_server() -> MCPServer:
     @server.tool()
     async def ingest(ctx: Context, name: str, text: str | None = None, base64_content: str | None = None) -> m.Job:
         """Store a file (its `text`, or its bytes as `base64_content` for a binary format: .pdf .docx
-        .pptx .xlsx .epub) under `name` (its suffix says its format: .txt .md .pdf .html .docx .pptx
-        .xlsx .epub .csv .tsv .json) and ingest it, as an upload would; returns a job to follow with
-        `job_status`. Needs a writer's key."""
+        .pptx .xlsx .epub, images) under `name` (its suffix says its format: .txt .md .pdf .html .docx
+        .pptx .xlsx .epub .csv .tsv .json, and .png .jpg .jpeg .tif .tiff .webp, read by OCR) and
+        ingest it, as an upload would; returns a job to follow with `job_status`. Needs a writer's key."""
 
         async def work(api: Server) -> m.Job:
             if not api.caller.can("writer"):
