@@ -111,3 +111,10 @@ def test_a_table_is_embedded_read_out_row_by_row_and_stored_as_markdown() -> Non
     assert node.get_content() == table  # stored, shown and given to the LLM as the table
     assert embed_text(node) == "file_name: r.md\n\nYear Ended December 31,\nRevenue: 2019 $13,000; 2020 $11,139.\na|b: 2020 7.\n"
     assert embed_text(before) == before.get_content(metadata_mode=MetadataMode.EMBED)  # prose as it is
+
+
+def test_an_html_table_is_a_markdown_table_with_its_first_row_as_header() -> None:
+    from asyncrag.ingest.html import html_to_markdown
+
+    text = html_to_markdown("<table><tr><td>Item</td><td>2024</td></tr><tr><td>Tea</td><td>5</td></tr></table>")
+    assert text == "| Item | 2024 |\n| --- | --- |\n| Tea | 5 |"

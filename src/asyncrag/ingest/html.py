@@ -76,6 +76,7 @@ _converter = _Converter(
     escape_asterisks=False,
     escape_underscores=False,
     escape_misc=False,
+    table_infer_header=True,  # a table without <th>: its first row is the header (repeated per chunk)
 )
 
 
