@@ -20,6 +20,7 @@ from pathlib import Path
 
 from asyncrag.errors import ReadError
 from asyncrag.ingest.tables import MAX_CELL_CHARS, markdown_table
+from asyncrag.ingest.text import decode_text, read_bytes, read_text
 
 # What a file's tables may hold, all of its sheets together. Rows are streamed from the file and
 # the budget is checked as they come, so a sheet of a million rows costs the budget, not the sheet.
@@ -91,7 +92,6 @@ def read_csv(path: Path) -> str:
     exports of European spreadsheets and tab-separated files read as well as commas; where the
     sniffer cannot tell (one column), the suffix decides.
     """
-    from asyncrag.ingest.read import read_text  # read.py imports this module: not at the top
 
     text = read_text(path)  # UTF-8 or a one-line reason (NUL bytes, the offset of a bad byte)
     dialect = _dialect(text, tab=path.suffix.lower() == ".tsv")
@@ -120,7 +120,6 @@ def _dialect(text: str, tab: bool) -> type[csv.Dialect]:
 def read_json(path: Path) -> str:
     """A JSON document as `path: value` lines, and its arrays of flat records as tables (see the
     module's docstring)."""
-    from asyncrag.ingest.read import decode_text, read_bytes  # read.py imports this module
 
     data = read_bytes(path)
     if len(data) > MAX_JSON_BYTES:

@@ -17,6 +17,7 @@ from asyncrag.errors import ReadError
 from asyncrag.ingest import data, epub, office, pdf_tables
 from asyncrag.ingest.ocr import MAX_OCR_PIXELS, RENDER_SCALE
 from asyncrag.ingest.ocr import engine as ocr_engine
+from asyncrag.ingest.text import decode_text, read_text
 
 if TYPE_CHECKING:
     import pypdfium2 as pdfium
@@ -63,30 +64,6 @@ def document(text: str, source: str, page: int | None = None, ocr: str | None = 
         excluded_embed_metadata_keys=hidden,
         excluded_llm_metadata_keys=list(hidden),
     )
-
-
-def read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise ReadError(f"cannot read file: {e.strerror}") from None
-
-
-def read_text(path: Path) -> str:
-    return decode_text(read_bytes(path))
-
-
-def decode_text(data: bytes, offset: int = 0) -> str:
-    """UTF-8 text (a BOM at the file's start is dropped), or a ReadError with the bad byte's offset."""
-    if b"\x00" in data:
-        raise ReadError("binary content in a text file (NUL bytes)")
-    try:
-        return data.decode("utf-8-sig" if offset == 0 else "utf-8")
-    except UnicodeDecodeError as e:
-        raise ReadError(
-            f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {offset + e.start}); convert it, "
-            "e.g. `iconv -f latin1 -t utf-8`"
-        ) from None
 
 
 def read_text_range(path: Path, source: str, start: int, end: int) -> list[Document]:
