@@ -134,7 +134,9 @@ def run_ocr(
     table.add_row("text layer", "-", f"{n / text['ingest_s']:.2f}", *hits)
     for engine in engines:
         rate = ocr_rate(scan, engine, sample)
-        r = asyncio.run(ingest_and_score(scan, db, f"scan_{engine}", pages, ocr=engine, parse_workers=2, max_file_mb=1000))
+        # a 200 dpi scan of the 10-K is 142 MB: over the default max_file_mb
+        settings = {"ocr": engine, "parse_workers": 2, "max_file_mb": 1000}
+        r = asyncio.run(ingest_and_score(scan, db, f"scan_{engine}", pages, **settings))
         r["ocr_pages_per_s"] = round(rate, 3)
         r["ratio"] = {
             label: round(s["hit"] / text["scores"][label]["hit"], 3) if text["scores"][label]["hit"] else None
