@@ -243,9 +243,9 @@ def test_unreadable_files_and_folders_fail_alone_in_a_real_process(tmp_path: Pat
     secret.write_text("private\n")
     secret.chmod(0)
     (folder / "locked").chmod(0)
-    only_pictures = tmp_path / "pictures"
+    only_pictures = tmp_path / "recordings"  # nothing asyncrag reads (pictures it does, by OCR)
     only_pictures.mkdir()
-    (only_pictures / "cat.jpg").write_bytes(b"\xff\xd8\xff")
+    (only_pictures / "cat.mp3").write_bytes(b"ID3\x03")
     os.mkfifo(folder / "pipe.txt")  # reading it would block for ever; /dev/zero would never end
     (folder / "zero.md").symlink_to("/dev/zero")
     (folder / "gone.md").symlink_to(tmp_path / "nowhere.md")
