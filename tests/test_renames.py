@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from conftest import HashEmbedder
 from pymilvus import MilvusClient
+from test_incremental import CountingEmbedder  # the hash model, counting what it embeds
 
 from asyncrag.ingest.watch import watch
 from asyncrag.rag import AsyncRAG
@@ -28,15 +29,6 @@ from asyncrag.store.milvus import release_lite
 
 COLLECTION = "moves"
 WORDS = ["kettle", "teapot", "saucer", "ladle", "whisk", "colander", "skillet", "grater", "sieve", "trivet"]
-
-
-class CountingEmbedder(HashEmbedder):
-    def __init__(self) -> None:
-        self.texts: list[str] = []
-
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        self.texts += texts
-        return super().embed(texts)
 
 
 @pytest.fixture
