@@ -9,7 +9,6 @@ its name; the fixture fails a test that reaches it unmarked.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 from collections.abc import Callable
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+
+from asyncrag.testing import HashEmbedder  # re-exported for the tests (a light import: no model, no store)
 
 if TYPE_CHECKING:
     from asyncrag.embed.local import LocalEmbedder
@@ -44,27 +45,6 @@ def embedder() -> LocalEmbedder:
     from asyncrag.embed.local import load_minilm
 
     return load_minilm()
-
-
-class HashEmbedder:
-    """Deterministic vectors from a hash of each text: for tests of plumbing, not of retrieval.
-
-    It satisfies the Embedder protocol and embeds instantly, so a test can ingest hundreds of
-    files (or Hypothesis examples) against a real Milvus in seconds.
-    """
-
-    name = identity = "test-hash-embedder"
-    dim = 16
-    max_tokens = 256
-    tokenizer_file = None
-
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        vectors = []
-        for text in texts:
-            raw = [b - 127.5 for b in hashlib.sha256(text.encode()).digest()[: self.dim]]
-            norm = sum(x * x for x in raw) ** 0.5 or 1.0
-            vectors.append([x / norm for x in raw])
-        return vectors
 
 
 @pytest.fixture(scope="session")

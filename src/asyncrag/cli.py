@@ -89,6 +89,14 @@ Ocr = Annotated[
     typer.Option(help="Reads scanned PDF pages and images: rapidocr (bundled) | tesseract | off [env: ASYNCRAG_OCR]"),
 ]
 
+Ray = Annotated[
+    str | None,
+    typer.Option(
+        help="Parse, embed and write on a Ray cluster: local (start one here) | auto (the one running here, or "
+        "RAY_ADDRESS's) | its ADDRESS. Needs a Milvus server (--uri) and Ray installed [env: ASYNCRAG_RAY]",
+    ),
+]
+
 
 class _ChunkRate(ProgressColumn):
     """Chunks written per second so far: files vary from 1 to 500 chunks, so files/s says little."""
@@ -210,6 +218,7 @@ def ingest_cmd(
     max_concurrency: MaxConcurrency = None,
     embed_rps: EmbedRps = None,
     ocr: Ocr = None,
+    ray: Ray = None,
     watch: Annotated[
         bool, typer.Option("--watch", help="Then keep them indexed: ingest again (with --prune) after each change")
     ] = False,
@@ -225,10 +234,12 @@ def ingest_cmd(
     .tif .tiff .webp) and scanned PDF pages are read by OCR (--ocr).
 
       asyncrag ingest docs/ --watch       # and keep docs/ indexed as it changes (Ctrl-C stops)
+      asyncrag ingest docs/ --uri http://milvus:19530 --ray auto   # on the Ray cluster running here
     """
     shard_of = _shard(shard)
     flags = {
-        **_where(collection, uri, token, tenant), "max_concurrency": max_concurrency, "embed_rps": embed_rps, "ocr": ocr
+        **_where(collection, uri, token, tenant),
+        "max_concurrency": max_concurrency, "embed_rps": embed_rps, "ocr": ocr, "ray": ray,
     }
     if watch:
         _watch(flags, paths, doc_id_prefix, json_out)

@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     ocr: OcrEngine = "rapidocr"
     pdf_tables: bool = True  # a PDF page's ruled tables as Markdown tables; False: PDFium's loose lines
     max_file_mb: float = Field(100, gt=0)
+    # Ingest on a Ray cluster (ingest/on_ray.py): "local" (start one here), "auto" (the one running
+    # here, or RAY_ADDRESS), or its address; None: in this process. Needs a Milvus server.
+    ray: str | None = Field(None, min_length=1)
+    ray_embed_actors: int = Field(0, ge=0, le=10_000)  # at most this many embedding actors (0: as resources allow)
+    ray_embed_cpus: float = Field(1.0, gt=0, le=256)  # CPUs per embedding actor (its model's worker threads)
+    ray_gpus: float = Field(0.0, ge=0, le=64)  # GPUs per embedding actor (0: none)
+    ray_writers: int = Field(2, ge=1, le=256)  # writer actors, each with its own Milvus clients
 
     @field_validator("uri")
     @classmethod

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, ParamSpec, TypedDict, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, ParamSpec, TypedDict, TypeVar, Unpack
 
 from anyio.from_thread import start_blocking_portal
 
@@ -36,6 +36,9 @@ from asyncrag.results import Answer, CollectionStats, DocumentInfo, IngestReport
 from asyncrag.store import keys, manifest, milvus, reindex, tenants
 from asyncrag.store.collection import Collection, read_stats
 from asyncrag.store.vector_store import CoalescingMilvusVectorStore
+
+if TYPE_CHECKING:
+    from asyncrag.ingest.on_ray import Cluster
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -83,6 +86,7 @@ class AsyncRAG:
             overrides["llm"] = llm
         self.settings = settings.override(**overrides) if settings else Settings.load(**overrides)
         self._embedder = embedder
+        self._given_embedder = embedder  # what a Ray run's actors use too (else the embed_model setting)
         self._llm: ChatModel | None = _UNSET if llm is None or isinstance(llm, str) else llm
         self._collection: Collection | None = None  # as `tenant` sees it
         self._retriever: Retriever | None = None
@@ -207,11 +211,23 @@ class AsyncRAG:
             embedder=await self.embedder(),
             chunk_spec=await self.chunk_spec(),
             limits=Limits.from_settings(self.settings),
-            options=Options(**options),
+            options=Options(**options, cluster=self._cluster()),
             on_progress=on_progress,
         )
         shown = [dataclasses.replace(d, doc_id=self._shown(d.doc_id)) if d.doc_id else d for d in report.documents]
         return dataclasses.replace(report, documents=shown, seconds=time.perf_counter() - started)
+
+    def _cluster(self) -> Cluster | None:
+        """The Ray cluster the `ray` setting names (ingest/on_ray.py), or None: ingest in this process."""
+        if not self.settings.ray:
+            return None
+        try:
+            from asyncrag.ingest.on_ray import Cluster
+        except ModuleNotFoundError as e:
+            if e.name != "ray":
+                raise
+            raise ConfigError("--ray needs Ray: pip install 'asyncrag[ray]'") from None
+        return Cluster.from_settings(self.settings, self._given_embedder)
 
     def _shown(self, doc_id: str) -> str:
         return tenants.shown_id(self.tenant, doc_id)

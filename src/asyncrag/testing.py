@@ -1,4 +1,5 @@
-"""A real Milvus server without Docker, for tests: the PyPI `milvus` package (Milvus 2.3.5 standalone).
+"""Test support: a real Milvus server without Docker (the PyPI `milvus` package, Milvus 2.3.5
+standalone), and `HashEmbedder`, instant vectors for tests of plumbing.
 
 `MilvusServer` starts one in a fresh temporary data directory, waits until it answers,
 and on stop kills its whole process group and deletes the data directory.
@@ -28,6 +29,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import hashlib
 import os
 import shutil
 import signal
@@ -45,6 +47,43 @@ from platformdirs import user_cache_path
 COMPONENTS = ("rootCoord", "proxy", "queryCoord", "queryNode", "indexNode", "dataCoord", "dataNode")
 ETCD_PEER_PORT = 2380  # the first free port from here is used
 METRICS_PORT = 9091  # /healthz; the first free port from here is used
+
+
+class HashEmbedder:
+    """Deterministic vectors from a hash of each text: for tests of plumbing, not of retrieval.
+
+    It satisfies the Embedder protocol and embeds instantly, so a test can ingest hundreds of
+    files (or Hypothesis examples) against a real Milvus in seconds. It lives here, not in
+    tests/, because Ray's workers (ingest/on_ray.py) import it by name. For those tests it can
+    also be slow (`delay` seconds a call), note each text it embeds in `log` (one line each,
+    from any process), and kill its own process on its first call where the file `die_once`
+    does not exist yet (creating it): a worker lost mid-run.
+    """
+
+    name = identity = "test-hash-embedder"
+    dim = 16
+    max_tokens = 256
+    tokenizer_file = None
+
+    def __init__(self, *, delay: float = 0.0, log: Path | None = None, die_once: Path | None = None) -> None:
+        self.delay, self.log, self.die_once = delay, log, die_once
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        if self.die_once is not None:
+            with contextlib.suppress(FileExistsError):
+                self.die_once.touch(exist_ok=False)
+                os.kill(os.getpid(), signal.SIGKILL)
+        if self.delay:
+            time.sleep(self.delay)
+        if self.log is not None:
+            with self.log.open("a") as f:  # one write per call: lines from several processes never mix
+                f.write("".join(hashlib.sha256(t.encode()).hexdigest()[:16] + "\n" for t in texts))
+        vectors = []
+        for text in texts:
+            raw = [b - 127.5 for b in hashlib.sha256(text.encode()).digest()[: self.dim]]
+            norm = sum(x * x for x in raw) ** 0.5 or 1.0
+            vectors.append([x / norm for x in raw])
+        return vectors
 
 
 class MilvusServerError(RuntimeError):

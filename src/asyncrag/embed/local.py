@@ -111,6 +111,7 @@ class LocalEmbedder:
         tokenizer = path / "tokenizer.json"
         self.tokenizer_file = tokenizer if tokenizer.is_file() else None
         self.workers = workers or os.cpu_count() or 1
+        self.device = "cpu"  # "cuda" on a GPU (ingest/on_ray.py's embedding actors), set before the first embed
         self._verify = verify  # (file, sha256): checked when the weights load
         self._lock = threading.Lock()
         self.model: Any = None
@@ -120,6 +121,13 @@ class LocalEmbedder:
             self.load()
         else:
             self.dim, self.max_tokens = card
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy for another process (a Ray actor): the recipe, not the weights, which load there."""
+        return {**self.__dict__, "model": None, "_pool": None, "_lock": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
 
     @property
     def loaded(self) -> bool:
@@ -138,7 +146,7 @@ class LocalEmbedder:
 
             hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # untyped in transformers
             try:  # local_files_only: never reach for a model hub at run time, whatever the environment says
-                model = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
+                model = SentenceTransformer(str(self.path), device=self.device, local_files_only=True)
             except Exception as e:  # noqa: BLE001 - a folder that is not a sentence-transformers model: the user's to fix
                 why = f"{type(e).__name__}: {e}"
                 raise EmbedderError(f"cannot load an embedding model from {self.path}: {why}") from None

@@ -37,7 +37,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from llama_index.core.schema import BaseNode, MetadataMode, NodeRelationship, RelatedNodeInfo
 from pymilvus.exceptions import MilvusException
@@ -55,6 +55,9 @@ from asyncrag.results import FileReport, IngestReport, Status
 from asyncrag.store.collection import Collection
 from asyncrag.store.manifest import DocumentRecord, version_of
 from asyncrag.store.milvus import LITE_FLUSH_EVERY_ROWS, is_local
+
+if TYPE_CHECKING:
+    from asyncrag.ingest.on_ray import Cluster
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -122,6 +125,7 @@ class Options:
     prune: bool = False  # delete the documents gone from the given paths
     shard: tuple[int, int] | None = None  # (i, n): only the documents whose id hashes to shard i
     doc_id_prefix: str | None = None  # ids relative to the given folders, under this prefix
+    cluster: Cluster | None = None  # parse, embed and write on this Ray cluster (ingest/on_ray.py)
 
 
 def fingerprint(spec: ChunkSpec, embedder: Embedder) -> str:
@@ -255,21 +259,26 @@ class Pipeline:
 
     async def run(self, docs: list[_Doc]) -> None:
         self.docs = {d.found.doc_id: d for d in docs}
-        parsed: asyncio.Queue[tuple[str, list[BaseNode]] | None] = asyncio.Queue()
-        with _executor(self.limits.parse_workers) as pool:
-            try:
-                async with self._tasks:
-                    self._spawn(self._copy_all([d for d in docs if d.copy is not None]))
-                    self._spawn(self._parse_all(pool, [d for d in docs if d.copy is None], parsed))
-                    await self._embed_all(parsed)
-            except* RunAborted:
-                pass  # self.fatal is the first one
+        try:
+            async with self._tasks:
+                self._spawn(self._copy_all([d for d in docs if d.copy is not None]))
+                await self._make([d for d in docs if d.copy is None])
+        except* RunAborted:
+            pass  # self.fatal is the first one
         if self.fatal is not None:
             raise self.fatal  # documents left "writing" are redone by the next run
         # Only now, with no write in flight, can a failed document's half-written version be removed.
         for doc in docs:
             if doc.error is not None and doc.marked is not None and not doc.replaces_itself:
                 await self._undo(doc)
+
+    async def _make(self, docs: list[_Doc]) -> None:
+        """Parse, chunk, embed and write `docs` in this process: a parser thread (or processes)
+        and this process's embedder. (ingest/on_ray.py does the same on a Ray cluster.)"""
+        parsed: asyncio.Queue[tuple[str, list[BaseNode]] | None] = asyncio.Queue()
+        with _executor(self.limits.parse_workers) as pool:
+            self._spawn(self._parse_all(pool, docs, parsed))
+            await self._embed_all(parsed)
 
     # -- stage 1: plan and parse, ≤ max_units parsed units in memory --------------------------------
 
@@ -427,8 +436,7 @@ class Pipeline:
             doc.marked = asyncio.get_running_loop().create_future()
             doc.marked.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen, if no one else waits
             try:
-                base = doc.record or DocumentRecord(doc.found.doc_id, source=str(doc.found.path))
-                marker = DocumentRecord(**{**base.__dict__, "writing": doc.version})
+                marker = _marker(doc)
                 await _with_retries(lambda: self.collection.put_records([marker]), self.limits, "recording in Milvus")
                 doc.marked.set_result(None)
             except BaseException as e:
@@ -472,9 +480,9 @@ class Pipeline:
         doc_id = doc.found.doc_id
         try:
             await self.collection.delete_version(doc_id, doc.version)
-            if doc.record is not None:
-                await self.collection.put_records([doc.record])
-            else:
+            if doc.record is not None and doc.record.hash:  # its complete version stays, as complete
+                await self.collection.put_records([DocumentRecord(**{**doc.record.__dict__, "writing": ""})])
+            else:  # none was (or a killed run's marker was all there was)
                 await self.collection.delete_records([doc_id])
         except Exception as e:  # noqa: BLE001 - the next run finds the row still "writing" and cleans up
             log.warning("could not clean up after %s (%s); the next run will", doc.found.path, _reason(e))
@@ -534,6 +542,13 @@ class Pipeline:
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         self._tasks.create_task(work)
+
+
+def _marker(doc: _Doc) -> DocumentRecord:
+    """The record that says `doc`'s new version is being written (its stored one, if any, stays
+    complete and searchable until the new one is)."""
+    base = doc.record or DocumentRecord(doc.found.doc_id, source=str(doc.found.path))
+    return DocumentRecord(**{**base.__dict__, "writing": doc.version})
 
 
 def _executor(workers: int) -> Executor:
@@ -691,7 +706,7 @@ async def ingest(
         await collection.open_store()  # (and a collection of another model is refused here, in one line)
     if todo:
         await _find_copies(todo, collection, fingerprint(chunk_spec, embedder), limits)
-    pipeline = Pipeline(collection, embedder, chunk_spec, limits, on_progress, len(todo))
+    pipeline = _pipeline(options.cluster, collection, embedder, chunk_spec, limits, on_progress, len(todo))
     try:
         if todo:
             await pipeline.run(todo)
@@ -708,6 +723,15 @@ async def ingest(
         reports += await _prune(found, options, collection, limits)
     await collection.flush()
     return IngestReport(reports, time.perf_counter() - started)
+
+
+def _pipeline(cluster: Cluster | None, *args: Any) -> Pipeline:
+    """This process's pipeline, or the one whose stages run on a Ray cluster (Ray imported only then)."""
+    if cluster is None:
+        return Pipeline(*args)
+    from asyncrag.ingest.on_ray import RayPipeline
+
+    return RayPipeline(cluster, *args)
 
 
 def _status(doc: _Doc) -> Status:

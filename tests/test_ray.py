@@ -1,0 +1,199 @@
+"""Ingest on Ray (ingest/on_ray.py), on a real local Ray cluster of two nodes and the real 2.3.5 server.
+
+What must hold: the chunks a Ray run stores are exactly those of an in-process run of the same
+folder; a worker killed mid-run changes nothing in the end; a driver killed mid-run leaves
+records the next run finishes, embedding only the documents that were not complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from asyncrag.results import Status
+from asyncrag.testing import HashEmbedder
+
+ray = pytest.importorskip("ray")
+pytestmark = [pytest.mark.slow, pytest.mark.server]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    """Two Ray nodes on this machine (a head and a worker, one CPU each); this process joins it."""
+    from ray.cluster_utils import Cluster
+
+    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    nodes.add_node(num_cpus=1)
+    ray.init(address=nodes.address, log_to_driver=False)
+    yield nodes.address
+    ray.shutdown()
+    nodes.shutdown()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Small files, a big one read in several stretches, and two a run must report as failed."""
+    folder = tmp_path_factory.mktemp("corpus")
+    for i in range(10):
+        body = "\n\n".join(f"Paragraph {j} of note {i}: the kestrel count was {i * 31 + j}." for j in range(12))
+        (folder / f"note{i:02}.txt").write_text(body)
+    (folder / "guide.md").write_text("# Guide\n\n## Setup\n\nInstall it.\n\n## Use\n\nRun it daily.\n")
+    (folder / "big.txt").write_text("\n\n".join(f"Line {i}: " + "tea " * 40 for i in range(400)))  # 70 KB: 2 units
+    (folder / "empty.txt").write_text("")
+    (folder / "binary.txt").write_bytes(b"text\x00with a NUL")
+    return folder
+
+
+def stored(uri: str, collection: str) -> dict[str, Any]:
+    """Every stored chunk of every complete document: id -> (document, text, vector rounded)."""
+    from asyncrag.config import Settings
+    from asyncrag.store.collection import Collection
+
+    async def read() -> dict[str, Any]:
+        async def model() -> HashEmbedder:
+            return HashEmbedder()
+
+        c = await Collection.open(Settings(uri=uri, collection=collection), model)  # type: ignore[arg-type]
+        try:
+            chunks: dict[str, Any] = {}
+            for record in await c.records():
+                assert record.complete, record
+                async for page in c.chunks(record.doc_id, record.version, vectors=True):
+                    for n in page:
+                        chunks[n.node_id] = (n.ref_doc_id, n.get_content(), tuple(round(x, 5) for x in n.embedding))
+            return chunks
+        finally:
+            await c.close()
+
+    return asyncio.run(read())
+
+
+def ingest(uri: str, collection: str, folder: Path, ray_address: str | None, embedder: HashEmbedder) -> Any:
+    from asyncrag.rag import AsyncRAG
+
+    async def run() -> Any:
+        async with AsyncRAG(uri=uri, collection=collection, ray=ray_address, embedder=embedder, llm="none") as rag:
+            return await rag.ingest([folder], doc_id_prefix="c")
+
+    return asyncio.run(run())
+
+
+@pytest.fixture(scope="module")
+def reference(milvus_server_process: Any, corpus: Path) -> dict[str, Any]:
+    """The in-process run's chunks: what every Ray run must end with."""
+    report = ingest(milvus_server_process.uri, "in_process", corpus, None, HashEmbedder())
+    failed = {Path(d.path).name for d in report.documents if d.status is Status.FAILED}
+    assert failed == {"empty.txt", "binary.txt"}
+    return stored(milvus_server_process.uri, "in_process")
+
+
+def test_ray_stores_exactly_the_chunks_of_an_in_process_run(
+    milvus_server: Any, cluster: str, corpus: Path, reference: dict[str, Any]
+) -> None:
+    report = ingest(milvus_server.uri, "on_ray", corpus, cluster, HashEmbedder())
+
+    by_status = {Path(d.path).name: d.status for d in report.documents}
+    assert by_status["empty.txt"] is Status.FAILED and by_status["binary.txt"] is Status.FAILED
+    assert sum(s is Status.ADDED for s in by_status.values()) == 12
+    assert stored(milvus_server.uri, "on_ray") == reference
+    big = next(d for d in report.documents if d.path.endswith("big.txt"))
+    assert big.chunks > 20  # read in several units, each parsed by a task of its own
+
+    again = ingest(milvus_server.uri, "on_ray", corpus, cluster, HashEmbedder())
+    assert {d.status for d in again.documents if d.error is None} == {Status.UNCHANGED}
+
+
+def test_an_embedding_worker_killed_mid_run_changes_nothing(
+    milvus_server: Any, cluster: str, corpus: Path, reference: dict[str, Any], tmp_path: Path
+) -> None:
+    died = tmp_path / "died"
+    report = ingest(milvus_server.uri, "killed_worker", corpus, cluster, HashEmbedder(die_once=died))
+
+    assert died.exists()  # an embedding actor's process was killed (SIGKILL) on its first batch
+    assert sum(d.status is Status.ADDED for d in report.documents) == 12
+    assert stored(milvus_server.uri, "killed_worker") == reference
+
+
+DRIVER = """
+import asyncio, sys
+from pathlib import Path
+from asyncrag.rag import AsyncRAG
+from asyncrag.testing import HashEmbedder
+
+async def main():
+    embedder = HashEmbedder(delay=0.2, log=Path(sys.argv[4]))
+    async with AsyncRAG(
+        uri=sys.argv[1], collection="killed_driver", ray=sys.argv[2], embedder=embedder, embed_batch_size=4
+    ) as rag:
+        await rag.ingest([sys.argv[3]], doc_id_prefix="c")
+
+asyncio.run(main())
+"""
+
+
+def test_a_driver_killed_mid_run_is_finished_by_the_next_run(
+    milvus_server: Any, cluster: str, corpus: Path, reference: dict[str, Any], tmp_path: Path
+) -> None:
+    from asyncrag.rag import AsyncRAG
+
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    driver = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(DRIVER), milvus_server.uri, cluster, str(corpus), str(first)],
+        stderr=subprocess.DEVNULL,
+    )
+
+    async def complete() -> dict[str, int]:
+        async with AsyncRAG(uri=milvus_server.uri, collection="killed_driver", embedder=HashEmbedder()) as rag:
+            return {d.doc_id: d.chunks for d in await rag.documents() if d.complete}
+
+    try:
+        deadline = time.monotonic() + 120
+        while len(asyncio.run(complete()) if first.exists() else {}) < 3:  # some documents finished, not all
+            assert driver.poll() is None and time.monotonic() < deadline, "the first run ended before it was killed"
+            time.sleep(0.5)
+    finally:
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+    done = asyncio.run(complete())
+    assert 3 <= len(done) < 12
+
+    report = ingest(milvus_server.uri, "killed_driver", corpus, cluster, HashEmbedder(log=second))
+
+    statuses = {d.doc_id: d.status for d in report.documents if d.error is None}
+    assert {d for d, s in statuses.items() if s is Status.UNCHANGED} == set(done)
+    redone = sum(d.chunks for d in report.documents if d.status in (Status.ADDED, Status.UPDATED))
+    assert len(second.read_text().splitlines()) == redone  # only the unfinished documents were embedded
+    assert stored(milvus_server.uri, "killed_driver") == reference
+
+
+@pytest.mark.parametrize(
+    ("where", "ray_address", "says"),
+    [
+        ("lite", "local", "--ray needs a Milvus server: Milvus Lite"),
+        ("server", "127.0.0.1:9", "cannot join the Ray cluster at '127.0.0.1:9'"),
+    ],
+)
+def test_ray_refuses_milvus_lite_and_an_absent_cluster_in_one_line(
+    milvus_server: Any, corpus: Path, tmp_path: Path, where: str, ray_address: str, says: str
+) -> None:
+    uri = str(tmp_path / "lite.db") if where == "lite" else milvus_server.uri
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASYNCRAG_", "RAY_"))}
+    asyncrag = Path(sys.executable).with_name("asyncrag")
+    done = subprocess.run(
+        [str(asyncrag), "ingest", str(corpus), "--uri", uri, "--collection", "refused", "--ray", ray_address],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180,
+    )
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and says in errors[0], done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
