@@ -35,6 +35,7 @@ ASYNCRAG = str(Path(sys.executable).parent / "asyncrag")
 
 class CountingEmbedder(HashEmbedder):
     def __init__(self) -> None:
+        super().__init__()
         self.texts: list[str] = []
 
     def embed(self, texts: list[str]) -> list[list[float]]:

@@ -2,7 +2,8 @@
 
 What must hold: the chunks a Ray run stores are exactly those of an in-process run of the same
 folder; a worker killed mid-run changes nothing in the end; a driver killed mid-run leaves
-records the next run finishes, embedding only the documents that were not complete.
+records the next run finishes, embedding only the documents that were not complete. One test
+runs all three (each Ray run costs ~20 s of processes starting on 2 cores).
 """
 
 from __future__ import annotations
@@ -19,21 +20,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_hostile_names import HOSTILE, marker
 
 from asyncrag.results import Status
 from asyncrag.testing import HashEmbedder
 
 ray = pytest.importorskip("ray")
+STORED = 12 + len(HOSTILE)  # the corpus's documents with text
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
-    """Two Ray nodes on this machine (a head and a worker, one CPU each); this process joins it."""
+    """Two Ray nodes on this machine (a head and a worker, two logical CPUs each); this process joins it."""
     from ray.cluster_utils import Cluster
 
-    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    nodes.add_node(num_cpus=1)
+    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    nodes.add_node(num_cpus=2)
     ray.init(address=nodes.address, log_to_driver=False)
     yield nodes.address
     ray.shutdown()
@@ -42,7 +45,8 @@ def cluster() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Small files, a big one read in several stretches, and two a run must report as failed."""
+    """Small files, a big one read in several stretches, files with hostile names, and two a run
+    must report as failed."""
     folder = tmp_path_factory.mktemp("corpus")
     for i in range(10):
         body = "\n\n".join(f"Paragraph {j} of note {i}: the kestrel count was {i * 31 + j}." for j in range(12))
@@ -51,6 +55,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "big.txt").write_text("\n\n".join(f"Line {i}: " + "tea " * 40 for i in range(400)))  # 70 KB: 2 units
     (folder / "empty.txt").write_text("")
     (folder / "binary.txt").write_bytes(b"text\x00with a NUL")
+    for i, name in enumerate(HOSTILE):  # names are data through every stage (pickled, never formatted)
+        (folder / name).write_text(f"Document {i} holds the marker word {marker(i)}.")
     return folder
 
 
@@ -82,7 +88,9 @@ def ingest(uri: str, collection: str, folder: Path, ray_address: str | None, emb
     from asyncrag.rag import AsyncRAG
 
     async def run() -> Any:
-        async with AsyncRAG(uri=uri, collection=collection, ray=ray_address, embedder=embedder, llm="none") as rag:
+        async with AsyncRAG(
+            uri=uri, collection=collection, ray=ray_address, embedder=embedder, llm="none", ray_writers=1
+        ) as rag:
             return await rag.ingest([folder], doc_id_prefix="c")
 
     return asyncio.run(run())
@@ -97,33 +105,6 @@ def reference(milvus_server_process: Any, corpus: Path) -> dict[str, Any]:
     return stored(milvus_server_process.uri, "in_process")
 
 
-def test_ray_stores_exactly_the_chunks_of_an_in_process_run(
-    milvus_server: Any, cluster: str, corpus: Path, reference: dict[str, Any]
-) -> None:
-    report = ingest(milvus_server.uri, "on_ray", corpus, cluster, HashEmbedder())
-
-    by_status = {Path(d.path).name: d.status for d in report.documents}
-    assert by_status["empty.txt"] is Status.FAILED and by_status["binary.txt"] is Status.FAILED
-    assert sum(s is Status.ADDED for s in by_status.values()) == 12
-    assert stored(milvus_server.uri, "on_ray") == reference
-    big = next(d for d in report.documents if d.path.endswith("big.txt"))
-    assert big.chunks > 20  # read in several units, each parsed by a task of its own
-
-    again = ingest(milvus_server.uri, "on_ray", corpus, cluster, HashEmbedder())
-    assert {d.status for d in again.documents if d.error is None} == {Status.UNCHANGED}
-
-
-def test_an_embedding_worker_killed_mid_run_changes_nothing(
-    milvus_server: Any, cluster: str, corpus: Path, reference: dict[str, Any], tmp_path: Path
-) -> None:
-    died = tmp_path / "died"
-    report = ingest(milvus_server.uri, "killed_worker", corpus, cluster, HashEmbedder(die_once=died))
-
-    assert died.exists()  # an embedding actor's process was killed (SIGKILL) on its first batch
-    assert sum(d.status is Status.ADDED for d in report.documents) == 12
-    assert stored(milvus_server.uri, "killed_worker") == reference
-
-
 DRIVER = """
 import asyncio, sys
 from pathlib import Path
@@ -133,7 +114,7 @@ from asyncrag.testing import HashEmbedder
 async def main():
     embedder = HashEmbedder(delay=0.2, log=Path(sys.argv[4]))
     async with AsyncRAG(
-        uri=sys.argv[1], collection="killed_driver", ray=sys.argv[2], embedder=embedder, embed_batch_size=4
+        uri=sys.argv[1], collection="killed", ray=sys.argv[2], embedder=embedder, embed_batch_size=4
     ) as rag:
         await rag.ingest([sys.argv[3]], doc_id_prefix="c")
 
@@ -141,39 +122,51 @@ asyncio.run(main())
 """
 
 
-def test_a_driver_killed_mid_run_is_finished_by_the_next_run(
+def test_a_killed_driver_and_a_killed_worker_end_in_exactly_the_chunks_of_an_in_process_run(
     milvus_server: Any, cluster: str, corpus: Path, reference: dict[str, Any], tmp_path: Path
 ) -> None:
+    """The driver is killed mid-run; the next run, whose first embedding actor is killed on its
+    first batch, finishes it: exactly the in-process run's chunks, only unfinished documents embedded."""
     from asyncrag.rag import AsyncRAG
 
-    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    first, second, died = tmp_path / "first.log", tmp_path / "second.log", tmp_path / "died"
     driver = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(DRIVER), milvus_server.uri, cluster, str(corpus), str(first)],
         stderr=subprocess.DEVNULL,
     )
 
     async def complete() -> dict[str, int]:
-        async with AsyncRAG(uri=milvus_server.uri, collection="killed_driver", embedder=HashEmbedder()) as rag:
+        async with AsyncRAG(uri=milvus_server.uri, collection="killed", embedder=HashEmbedder()) as rag:
             return {d.doc_id: d.chunks for d in await rag.documents() if d.complete}
 
     try:
         deadline = time.monotonic() + 120
         while len(asyncio.run(complete()) if first.exists() else {}) < 3:  # some documents finished, not all
             assert driver.poll() is None and time.monotonic() < deadline, "the first run ended before it was killed"
-            time.sleep(0.5)
+            time.sleep(0.3)
     finally:
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait()
     done = asyncio.run(complete())
-    assert 3 <= len(done) < 12
+    assert 3 <= len(done) < STORED
 
-    report = ingest(milvus_server.uri, "killed_driver", corpus, cluster, HashEmbedder(log=second))
+    report = ingest(milvus_server.uri, "killed", corpus, cluster, HashEmbedder(log=second, die_once=died))
 
+    assert died.exists()  # an embedding actor's process was killed (SIGKILL) on its first batch: Ray redid it
+    by_status = {Path(d.path).name: d.status for d in report.documents}
+    assert by_status["empty.txt"] is Status.FAILED and by_status["binary.txt"] is Status.FAILED
     statuses = {d.doc_id: d.status for d in report.documents if d.error is None}
     assert {d for d, s in statuses.items() if s is Status.UNCHANGED} == set(done)
-    redone = sum(d.chunks for d in report.documents if d.status in (Status.ADDED, Status.UPDATED))
-    assert len(second.read_text().splitlines()) == redone  # only the unfinished documents were embedded
-    assert stored(milvus_server.uri, "killed_driver") == reference
+    redone = [d for d in report.documents if d.status in (Status.ADDED, Status.UPDATED)]
+    assert len(done) + len(redone) == STORED
+    # Only the unfinished documents were embedded (the killed call had embedded nothing yet).
+    assert len(second.read_text().splitlines()) == sum(d.chunks for d in redone)
+    assert stored(milvus_server.uri, "killed") == reference
+    big = next(d for d in report.documents if d.path.endswith("big.txt"))
+    assert big.status is not Status.UNCHANGED and big.chunks > 20  # two units, parsed by tasks of their own
+
+    again = ingest(milvus_server.uri, "killed", corpus, cluster, HashEmbedder())
+    assert {d.status for d in again.documents if d.error is None} == {Status.UNCHANGED}
 
 
 @pytest.mark.parametrize(
@@ -197,3 +190,17 @@ def test_ray_refuses_milvus_lite_and_an_absent_cluster_in_one_line(
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and says in errors[0], done.stderr[-2000:]
     assert "Traceback" not in done.stderr
+
+
+def test_gpu_actors_on_a_cluster_without_gpus_are_refused_in_one_line(
+    milvus_server: Any, cluster: str, corpus: Path
+) -> None:
+    from asyncrag.errors import ConfigError
+    from asyncrag.rag import AsyncRAG
+
+    async def run() -> None:
+        async with AsyncRAG(uri=milvus_server.uri, collection="gpus", ray=cluster, ray_gpus=1, embedder=HashEmbedder()) as rag:
+            await rag.ingest([corpus])
+
+    with pytest.raises(ConfigError, match="the Ray cluster has 0 GPUs"):
+        asyncio.run(run())

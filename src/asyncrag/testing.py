@@ -64,6 +64,9 @@ class HashEmbedder:
     dim = 16
     max_tokens = 256
     tokenizer_file = None
+    delay: float = 0.0
+    log: Path | None = None
+    die_once: Path | None = None
 
     def __init__(self, *, delay: float = 0.0, log: Path | None = None, die_once: Path | None = None) -> None:
         self.delay, self.log, self.die_once = delay, log, die_once

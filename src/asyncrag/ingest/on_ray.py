@@ -65,8 +65,8 @@ class Cluster:
 
     address: str  # "local": start one in this process; "auto": the one running here (or RAY_ADDRESS); or an address
     settings: Settings  # the workers' Milvus (uri, token, collection, tenant) and embedding model
-    embed_actors: int = 0  # at most this many embedding actors (0: as many as the cluster's CPUs or GPUs allow)
-    embed_cpus: float = 1.0  # CPUs each embedding actor takes (and the model's worker threads)
+    embed_actors: int = 0  # at most this many embedding actors (0: one per node, or one per GPU share)
+    embed_cpus: float = 1.0  # Ray's (logical) CPUs an embedding actor asks for; it encodes on all of its node's
     gpus: float = 0.0  # GPUs each embedding actor takes (the model runs on one where it has one)
     writers: int = 2
     embedder: Embedder | None = None  # sent to each actor (its weights load there); None: settings.embed_model
@@ -116,6 +116,15 @@ class Cluster:
         context.verbose_stats_logs = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         return True
+
+    def check(self) -> None:
+        """Refuse in one line what the cluster cannot give (Ray Data would wait for it for ever)."""
+        gpus = _resources().get("GPU", 0)
+        if self.gpus and gpus < self.gpus:
+            raise ConfigError(
+                f"ray_gpus = {self.gpus:g}, but the Ray cluster has {gpus:g} GPUs: set ASYNCRAG_RAY_GPUS=0 to embed "
+                "on CPUs, or add nodes with GPUs"
+            )
 
     def max_embed_actors(self) -> int:
         """The embedding pool's ceiling: `embed_actors`, else one per GPU share, else one per node
@@ -190,14 +199,15 @@ class _Worker:
 
 
 class Embed(_Worker):
-    """The embedding actor: the model loaded once, with as many worker threads as the actor has CPUs."""
+    """The embedding actor: the model loaded once (on its first batch), encoding with one
+    single-threaded worker per core of its node, as the in-process embedder does, or on a GPU."""
 
-    def __init__(self, cluster: Cluster, limits: Limits, threads: int | None = None) -> None:
+    def __init__(self, cluster: Cluster, limits: Limits) -> None:
         super().__init__(limits)
         self.embedder = cluster.make_embedder()
         gpu = cluster.gpus > 0
         if isinstance(self.embedder, LocalEmbedder):  # before its weights load (on the first embed)
-            self.embedder.workers = 1 if gpu else threads or os.cpu_count() or 1
+            self.embedder.workers = 1 if gpu else os.cpu_count() or 1
             self.embedder.device = "cuda" if gpu else "cpu"
 
     def __call__(self, batch: Batch) -> Batch:
@@ -288,6 +298,7 @@ class RayPipeline(Pipeline):
         # a cluster that is not there fails the run in one line, with nothing recorded.
         started = self.cluster.connect()
         try:
+            self.cluster.check()
             await super().run(docs)
         finally:
             if started:
@@ -344,8 +355,7 @@ class RayPipeline(Pipeline):
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=c.max_embed_actors()),
             num_cpus=c.embed_cpus,
-            num_gpus=c.gpus or None,
-            scheduling_strategy="SPREAD",  # one per node first: each uses all of its node's cores
+            num_gpus=c.gpus or None,  # (Ray Data spreads a pool's actors over the nodes)
         )
         ds = ds.map_batches(
             Write,
@@ -371,7 +381,7 @@ class RayPipeline(Pipeline):
                 self._abort(str(error))
             if error:
                 await self._fail(doc, str(error))
-            if doc.error is not None:
+            if doc.finished:  # failed, or complete (a row seen twice: Ray redid a write)
                 continue
             units = heard.setdefault(doc.found.doc_id, _Units())
             if units.add(int(unit), int(chunks), str(chunk_id)):
@@ -383,4 +393,6 @@ class RayPipeline(Pipeline):
             doc.units_left = doc.units_total - units.done()
             doc.chunks_pending = sum(n for n in units.chunks.values()) - doc.chunks_written
             await self._check(doc)
+            if doc.finished:  # its chunk ids are no longer needed: the driver's memory stays flat
+                del heard[doc.found.doc_id]
         self._report()
