@@ -38,11 +38,12 @@ from typing import Any
 import numpy as np
 import ray
 import ray.data
+import ray.exceptions
 
 from asyncrag.config import Settings
 from asyncrag.embed import Embedder, load_embedder
 from asyncrag.embed.local import LocalEmbedder
-from asyncrag.errors import ConfigError, ReadError, is_transient
+from asyncrag.errors import ConfigError, ReadError, RunAborted, is_transient
 from asyncrag.ingest.chunk import ChunkSpec, embed_text
 from asyncrag.ingest.parse import Unit, parse, plan
 from asyncrag.ingest.pipeline import Limits, Pipeline, _Doc, _marker, _reason, _with_retries
@@ -311,8 +312,22 @@ class RayPipeline(Pipeline):
         await self._mark_all([d for d in docs if d.error is None])
         rows = await asyncio.to_thread(self._rows, work)
         heard: dict[str, _Units] = {}
-        while (batch := await asyncio.to_thread(next, rows, None)) is not None:
+        while (batch := await self._next(rows)) is not None:
             await self._take(batch, heard)
+        for doc in docs:  # rows whose task failed on every retry (a worker crashed on it each time) never came
+            if not doc.finished:
+                await self._fail(doc, "a Ray worker died on it on every retry: run again, or ingest it without --ray")
+
+    async def _next(self, rows: Iterator[Batch]) -> Batch | None:
+        """The next batch of written chunks; a cluster that fails the run stops it in one line."""
+        try:
+            return await asyncio.to_thread(next, rows, None)
+        except ray.exceptions.RayError as e:
+            self.fatal = self.fatal or RunAborted(
+                f"the Ray cluster failed ({_reason(e)}); the run stopped. Nothing stored is lost: run the same "
+                "command again to resume"
+            )
+            raise self.fatal from None
 
     async def _plan(self, docs: list[_Doc]) -> list[dict[str, Any]]:
         """Each document's units (here: the driver reads every file anyway, to hash it), as rows."""
@@ -347,6 +362,7 @@ class RayPipeline(Pipeline):
         # A block per unit (up to MAX_BLOCKS): a 300-page PDF's ranges parse on several workers at
         # once, and each unit's chunks go on to the embedder as soon as it is parsed.
         ds: ray.data.Dataset = ray.data.from_items(work, override_num_blocks=min(len(work), MAX_BLOCKS))
+        ds.context.max_errored_blocks = -1  # a unit whose task fails for good fails its document, not the run
         ds = ds.flat_map(functools.partial(parse_unit, spec=self.spec), num_cpus=PARSE_CPUS)
         ds = ds.map_batches(
             Embed,
