@@ -27,10 +27,11 @@ demo: $(STAMP)
 	@echo "== Asking: the answer quotes the sentences that answer it, cited [n] (--answer generate: the bundled LLM writes it)"
 	$(VENV)/bin/asyncrag ask "$(QUESTION)"
 
-# One worker per core, a test module to one worker (its module fixtures, e.g. the tutorial data's
-# 2-minute ingest, are made once); a worker that runs server tests starts its own Milvus server.
+# One worker per core and one more (many tests wait on a server, a subprocess or a Ray cluster
+# starting), a test module to one worker (its module fixtures, e.g. the tutorial data's 2-minute
+# ingest, are made once); a worker that runs server tests starts its own Milvus server.
 test: $(STAMP)
-	$(VENV)/bin/pytest -q -rs -n auto --dist loadscope
+	$(VENV)/bin/pytest -q -rs -n $$(( $$(nproc) + 1 )) --dist loadscope
 
 # The plumbing, in well under a minute: no slow tests, no Milvus server (Milvus Lite is still real).
 # Selected by markers (tests/conftest.py marks every test that uses the server), never by name.

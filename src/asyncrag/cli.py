@@ -142,6 +142,9 @@ def _start(
     # database it cannot open. Real failures reach us as exceptions, reported per command.
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: models load from local folders only
+    # Ray's C++ core logs its own bookkeeping as errors (an actor's arguments in the object store, an
+    # error it could not push to a driver that is leaving); a run's failures reach us as its rows.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
     logging.getLogger("milvus_lite").setLevel(logging.CRITICAL)  # e.g. its lock error, with a traceback
     log = logging.getLogger("asyncrag")

@@ -31,7 +31,8 @@ import os
 import pickle
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Generator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,7 +104,7 @@ class Cluster:
         address = None if self.address == "local" else self.address
         _check_reachable(os.environ.get("RAY_ADDRESS", "") if address == "auto" else address)
         # Asyncrag installed on every node is the runtime environment: no packaging of this folder.
-        quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+        quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
         try:
             if address is None:
                 ray.init(include_dashboard=False, **quiet)
@@ -115,7 +116,7 @@ class Cluster:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the run's own progress (IngestProgress) says where it stands
         context.verbose_stats_logs = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
         return True
 
     def check(self) -> None:
@@ -310,18 +311,26 @@ class RayPipeline(Pipeline):
         if not work:
             return
         await self._mark_all([d for d in docs if d.error is None])
-        rows = await asyncio.to_thread(self._rows, work)
+        # One thread owns the stream: the next batch, then (when the run ends, stops or is cancelled)
+        # closing it, which shuts Ray Data's executor down before this process lets go of Ray.
+        puller = ThreadPoolExecutor(1, thread_name_prefix="ray-rows")
+        loop = asyncio.get_running_loop()
+        rows = await loop.run_in_executor(puller, self._rows, work)
         heard: dict[str, _Units] = {}
-        while (batch := await self._next(rows)) is not None:
-            await self._take(batch, heard)
+        try:
+            while (batch := await self._next(loop.run_in_executor(puller, next, rows, None))) is not None:
+                await self._take(batch, heard)
+        finally:  # (blocking: on a stop or Ctrl-C, Ray Data's executor must end while Ray is still here)
+            puller.submit(rows.close)
+            puller.shutdown(wait=True)
         for doc in docs:  # rows whose task failed on every retry (a worker crashed on it each time) never came
             if not doc.finished:
                 await self._fail(doc, "a Ray worker died on it on every retry: run again, or ingest it without --ray")
 
-    async def _next(self, rows: Iterator[Batch]) -> Batch | None:
+    async def _next(self, batch: Awaitable[Batch | None]) -> Batch | None:
         """The next batch of written chunks; a cluster that fails the run stops it in one line."""
         try:
-            return await asyncio.to_thread(next, rows, None)
+            return await batch
         except ray.exceptions.RayError as e:
             self.fatal = self.fatal or RunAborted(
                 f"the Ray cluster failed ({_reason(e)}); the run stopped. Nothing stored is lost: run the same "
@@ -356,7 +365,7 @@ class RayPipeline(Pipeline):
             doc.marked = asyncio.get_running_loop().create_future()
             doc.marked.set_result(None)
 
-    def _rows(self, work: list[dict[str, Any]]) -> Iterator[Batch]:
+    def _rows(self, work: list[dict[str, Any]]) -> Generator[Batch, None, None]:
         """The Ray Data pipeline over `work`, streamed: what each write did, batch by batch."""
         c, limits = self.cluster, self.limits
         # A block per unit (up to MAX_BLOCKS): a 300-page PDF's ranges parse on several workers at
@@ -381,9 +390,8 @@ class RayPipeline(Pipeline):
             compute=ray.data.ActorPoolStrategy(size=c.writers),
             num_cpus=WRITER_CPUS,
         )
-        return iter(ds.select_columns(["doc_id", "unit", "chunks", "chunk_id", "error", "fatal"]).iter_batches(
-            batch_size=None, batch_format="numpy"
-        ))
+        written = ds.select_columns(["doc_id", "unit", "chunks", "chunk_id", "error", "fatal"])
+        yield from written.iter_batches(batch_size=None, batch_format="numpy")
 
     async def _take(self, batch: Batch, heard: dict[str, _Units]) -> None:
         """The driver's side of a batch of written chunks: count them, finish complete documents."""
