@@ -215,6 +215,17 @@ class Result:
         return TUTORIAL_SECONDS[self.experiment].get(self.n)
 
     runs: dict[str, list[float]] = field(default_factory=dict)
+    # Milvus requests asyncrag's store made in its best run, and rows or query vectors per request
+    requests: int | None = None
+
+    @property
+    def mean_batch(self) -> float | None:
+        return self.n / self.requests if self.requests else None
+
+    @property
+    def share(self) -> float | None:
+        """How much of what one request allows asyncrag gets (its ratio over one request's)."""
+        return self.ratio / self.best_ratio if self.ratio and self.best_ratio else None
 
     @property
     def ratio(self) -> float | None:
@@ -240,6 +251,9 @@ class Result:
             "ratio": self.ratio,
             ONE_REQUEST: self.seconds.get(ONE_REQUEST),
             "best_ratio": self.best_ratio,
+            "share_of_ceiling": self.share,
+            "requests": self.requests,
+            "mean_batch": self.mean_batch,
             "runs": self.runs,
         }
 
@@ -331,31 +345,41 @@ def run_backend(
         floor: Callable[[CoalescingMilvusVectorStore, int], float] | None = None,
     ) -> None:
         runs: dict[str, list[float]] = {name: [] for name in stores}
+        requests: list[int] = []  # asyncrag's, per run
         rounds = repeat if floor is not None else 1  # the async experiments
         for _ in range(rounds):
             for name, store in stores.items():  # stores take turns, so drift favours none
                 if runs[name] and sum(runs[name]) >= REPEAT_BUDGET_S:
                     continue
                 gc.collect()
+                sent.clear()
                 outcome = timed(store, n)
                 runs[name].append(loop.run_until_complete(outcome) if asyncio.iscoroutine(outcome) else outcome)
+                if name == OURS:
+                    requests.append(len(sent))
             if floor is not None:
                 gc.collect()
                 runs.setdefault(ONE_REQUEST, []).append(floor(stores[OURS], n))  # type: ignore[arg-type]
-        result = Result(backend, experiment, n, {name: min(r) for name, r in runs.items()}, runs)
+        best = min(range(len(runs[OURS])), key=runs[OURS].__getitem__)
+        result = Result(backend, experiment, n, {name: min(r) for name, r in runs.items()}, runs, requests[best])
         results.append(result)
         progress(
             f"{backend:6} {LABELS[experiment]:12} n={n:<5} "
             + "  ".join(f"{name} {s:.3f} s" for name, s in result.seconds.items())
             + (f"  ×{result.ratio:.1f}" if result.ratio else "")
-            + (f" (one request ×{result.best_ratio:.1f})" if result.best_ratio else "")
+            + (f" (one request ×{result.best_ratio:.1f}, share {result.share:.2f})" if result.share else "")
+            + f"  {result.requests} requests of {result.mean_batch:.0f}"
         )
 
+    sent: list[int] = []  # the rows or query vectors of each request asyncrag's store made in the run
+
     def fresh(experiment: str) -> dict[str, MilvusVectorStore]:
-        return {
+        stores = {
             name: init_vector_store(cls, uri, f"tutorial_{experiment}_{i}")
             for i, (name, cls) in enumerate(STORES.items())
         }
+        stores[OURS].on_batch = lambda kind, rows: sent.append(rows)  # type: ignore[attr-defined]
+        return stores
 
     try:
         stores = fresh("async_add")
@@ -467,7 +491,7 @@ def print_table(report: Report, console: Console) -> None:
     table = Table(title="Tutorial benchmark: seconds (ratio = MilvusVectorStore / asyncrag)")
     for column in ("backend", "experiment", "n"):
         table.add_column(column)
-    for column in ("tutorial", BASELINE, OURS, "ratio", ONE_REQUEST, "its ratio"):
+    for column in ("tutorial", BASELINE, OURS, "ratio", ONE_REQUEST, "its ratio", "share", "requests (mean)"):
         table.add_column(column, justify="right")
     order = {e: i for i, e in enumerate(EXPERIMENTS)}
     for r in sorted(report.results, key=lambda r: (report.backends.index(r.backend), order[r.experiment], r.n)):
@@ -481,6 +505,8 @@ def print_table(report: Report, console: Console) -> None:
             f"×{r.ratio:.1f}" if r.ratio else "-",
             _fmt(r.seconds.get(ONE_REQUEST)),
             f"×{r.best_ratio:.1f}" if r.best_ratio else "-",
+            f"{r.share:.2f}" if r.share else "-",
+            f"{r.requests} ({r.mean_batch:.0f})" if r.mean_batch else "-",
         )
     console.print(table)
     if report.note:

@@ -84,14 +84,17 @@ def stored(uri: str, collection: str) -> dict[str, Any]:
     return asyncio.run(read())
 
 
-def ingest(uri: str, collection: str, folder: Path, ray_address: str | None, embedder: HashEmbedder) -> Any:
+def ingest(
+    uri: str, collection: str, folder: Path, ray_address: str | None, embedder: HashEmbedder,
+    progress: list[Any] | None = None,
+) -> Any:
     from asyncrag.rag import AsyncRAG
 
     async def run() -> Any:
         async with AsyncRAG(
             uri=uri, collection=collection, ray=ray_address, embedder=embedder, llm="none", ray_writers=1
         ) as rag:
-            return await rag.ingest([folder], doc_id_prefix="c")
+            return await rag.ingest([folder], doc_id_prefix="c", on_progress=None if progress is None else progress.append)
 
     return asyncio.run(run())
 
@@ -150,7 +153,8 @@ def test_a_killed_driver_and_a_killed_worker_end_in_exactly_the_chunks_of_an_in_
     done = asyncio.run(complete())
     assert 3 <= len(done) < STORED
 
-    report = ingest(milvus_server.uri, "killed", corpus, cluster, HashEmbedder(log=second, die_once=died))
+    progress: list[Any] = []
+    report = ingest(milvus_server.uri, "killed", corpus, cluster, HashEmbedder(log=second, die_once=died), progress)
 
     assert died.exists()  # an embedding actor's process was killed (SIGKILL) on its first batch: Ray redid it
     by_status = {Path(d.path).name: d.status for d in report.documents}
@@ -162,6 +166,9 @@ def test_a_killed_driver_and_a_killed_worker_end_in_exactly_the_chunks_of_an_in_
     # Only the unfinished documents were embedded (the killed call had embedded nothing yet).
     assert len(second.read_text().splitlines()) == sum(d.chunks for d in redone)
     assert stored(milvus_server.uri, "killed") == reference
+    steps = progress  # progress moves as on one machine: chunk by chunk, to every file done
+    assert len(steps) > 2 and steps[-1].files_done == steps[-1].files_total == len(redone) + 2
+    assert [p.chunks for p in steps] == sorted(p.chunks for p in steps) and steps[-1].chunks == sum(d.chunks for d in redone)
     big = next(d for d in report.documents if d.path.endswith("big.txt"))
     assert big.status is not Status.UNCHANGED and big.chunks > 20  # two units, parsed by tasks of their own
 
