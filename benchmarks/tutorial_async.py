@@ -361,14 +361,15 @@ def run_backend(
                 gc.collect()
                 runs.setdefault(ONE_REQUEST, []).append(floor(stores[OURS], n))  # type: ignore[arg-type]
         best = min(range(len(runs[OURS])), key=runs[OURS].__getitem__)
-        result = Result(backend, experiment, n, {name: min(r) for name, r in runs.items()}, runs, requests[best])
+        counted = requests[best] if floor is not None else None  # (the sync paths are the official store's)
+        result = Result(backend, experiment, n, {name: min(r) for name, r in runs.items()}, runs, counted)
         results.append(result)
         progress(
             f"{backend:6} {LABELS[experiment]:12} n={n:<5} "
             + "  ".join(f"{name} {s:.3f} s" for name, s in result.seconds.items())
             + (f"  ×{result.ratio:.1f}" if result.ratio else "")
             + (f" (one request ×{result.best_ratio:.1f}, share {result.share:.2f})" if result.share else "")
-            + f"  {result.requests} requests of {result.mean_batch:.0f}"
+            + (f"  {result.requests} requests of {result.mean_batch:.0f}" if result.mean_batch else "")
         )
 
     sent: list[int] = []  # the rows or query vectors of each request asyncrag's store made in the run
