@@ -1,15 +1,16 @@
 """Ingest on a Ray cluster: `asyncrag ingest DOCS --uri http://milvus:19530 --ray [local|auto|ADDRESS]`.
 
-    driver (this process)                     Ray Data, on the cluster's nodes
-    discover → what changed (records) ─units─▶ parse + chunk (tasks) ─▶ embed (actor pool) ─▶ write (writer actors)
-    mark "writing" ◀────────────────────────────────────────────── (doc, unit, chunk id) of each chunk written ─┘
+    driver (this process)                          Ray Data, on the cluster's nodes
+    discover → what changed (records) → units
+    → each document recorded "writing" ─units─▶ parse + chunk (tasks) ─▶ embed (actor pool) ─▶ write (writer actors)
+    ◀──────────────────────────────────────── (document, unit, chunk id) of each chunk written ─────────────┘
     → a document's chunks all written: delete its other versions, record it complete
 
 The driver decides what to do exactly as an in-process run does (`pipeline.ingest`: unchanged
 files cost a stat, moved ones are copied) and owns every document record; Ray Data runs the heavy
 stages: parsing and chunking as tasks (a file, 16 pages of a PDF, ~64 KB of a big text file each),
-embedding in an actor pool that loads the model once per actor and grows between 1 and
-`ray_embed_actors` actors, and writing through `ray_writers` actors, each with its own
+embedding in an actor pool that loads the model once per actor and grows from 1 to one actor
+per node (or `ray_embed_actors`), and writing through `ray_writers` actors, each with its own
 coalescing store. Each written chunk comes back to the driver as its ids alone.
 
 The records keep the in-process order: every document is recorded "writing" before any chunk of
