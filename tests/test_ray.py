@@ -143,7 +143,7 @@ def test_a_killed_driver_and_a_killed_worker_end_in_exactly_the_chunks_of_an_in_
             return {d.doc_id: d.chunks for d in await rag.documents() if d.complete}
 
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600  # Ray's processes start slowly on 2 cores shared with other tests
         while len(asyncio.run(complete()) if first.exists() else {}) < 3:  # some documents finished, not all
             assert driver.poll() is None and time.monotonic() < deadline, "the first run ended before it was killed"
             time.sleep(0.3)
