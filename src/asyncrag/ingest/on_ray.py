@@ -41,6 +41,7 @@ import numpy as np
 import ray
 import ray.data
 import ray.exceptions
+from llama_index.core.schema import BaseNode
 
 from asyncrag.config import Settings
 from asyncrag.embed import Embedder, load_embedder
@@ -192,6 +193,12 @@ class _Worker:
         self.limits = limits
         self.loop = asyncio.new_event_loop()
 
+    @staticmethod
+    def _live(batch: Batch) -> tuple[np.ndarray, list[BaseNode]]:
+        """Which rows hold a chunk still to do (not an empty unit's row, nor a failure), and those chunks."""
+        live = (batch["chunk_id"] != "") & (batch["error"] == "")
+        return live, [pickle.loads(b) for b in batch["node"][live]]
+
     def _failed(self, batch: Batch, live: np.ndarray, error: Exception, what: str) -> Batch:
         """Rows that could not be done: a transient error that outlived its retries stops the run
         (`fatal`), any other fails their documents."""
@@ -214,8 +221,7 @@ class Embed(_Worker):
             self.embedder.device = "cuda" if gpu else "cpu"
 
     def __call__(self, batch: Batch) -> Batch:
-        live = (batch["chunk_id"] != "") & (batch["error"] == "")
-        nodes = [pickle.loads(b) for b in batch["node"][live]]
+        live, nodes = self._live(batch)
         if not nodes:
             return batch
         texts = [embed_text(n) for n in nodes]
@@ -252,8 +258,7 @@ class Write(_Worker):
         return await whole.scoped(settings.tenant) if settings.tenant else whole
 
     def __call__(self, batch: Batch) -> Batch:
-        live = (batch["chunk_id"] != "") & (batch["error"] == "")
-        nodes = [pickle.loads(b) for b in batch["node"][live]]
+        live, nodes = self._live(batch)
         if nodes:
             try:
                 self.loop.run_until_complete(
@@ -416,7 +421,7 @@ class RayPipeline(Pipeline):
         for doc in touched.values():
             units = heard[doc.found.doc_id]
             doc.units_left = doc.units_total - units.done()
-            doc.chunks_pending = sum(n for n in units.chunks.values()) - doc.chunks_written
+            doc.chunks_pending = sum(units.chunks.values()) - doc.chunks_written
             await self._check(doc)
             if doc.finished:  # its chunk ids are no longer needed: the driver's memory stays flat
                 del heard[doc.found.doc_id]
