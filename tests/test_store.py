@@ -464,3 +464,58 @@ async def test_a_dense_aquery_without_an_embedding_fails_only_itself(make_store,
     assert [r.ids for r in outcomes] == [[n.node_id] for n in nodes[:4]]
     if cls is CoalescingMilvusVectorStore:
         assert searches_of(store).batches_sent == 1  # the four good ones shared a request; None never joined
+
+
+async def test_hits_of_every_node_kind_read_as_the_official_store_reads_them(make_store) -> None:
+    """The store's own hit parsing (one validation per node) gives the official nodes, field for
+    field, for each kind of node LlamaIndex stores, a row written without one, and JSON that only
+    Python's `json` reads as it does (NaN, integers past 64 bits)."""
+    from llama_index.core.schema import ImageNode, IndexNode
+
+    ours = make_store()
+    rng = random.Random(7)
+    rich = TextNode(
+        id_="rich",
+        text="Ünïcödé \"quotes\" and\nnew lines 😀",
+        metadata={"genre": "essay", "year": 1999, "tags": ["a", "b"], "nested": {"k": 1.5}},
+        excluded_embed_metadata_keys=["year"],
+        excluded_llm_metadata_keys=["tags"],
+        relationships={
+            NodeRelationship.SOURCE: RelatedNodeInfo(node_id="doc-1", metadata={"m": 1}),
+            NodeRelationship.PREVIOUS: RelatedNodeInfo(node_id="prev"),
+        },
+        start_char_idx=3,
+        end_char_idx=40,
+        text_template="{metadata_str}::{content}",
+    )
+    nodes = [
+        rich,
+        TextNode(id_="empty", text=""),
+        IndexNode(id_="index", text="an index node", index_id="other-index"),
+        ImageNode(id_="image", text="a caption", image_url="https://example.invalid/x.png"),
+    ]  # (not `Node`: the official store can neither write nor read one, and neither can this one)
+    for node in nodes:
+        node.embedding = vector(rng)
+    await ours.async_add(nodes)
+    odd = '{"id_": "odd", "metadata": {"nan": NaN, "inf": -Infinity, "big": 1000000000000000000000000000001}}'
+    ours.client.insert(
+        ours.collection_name,
+        [
+            {"id": "bare", "embedding": vector(rng), "text": "no node json", "doc_id": "d"},
+            {"id": "odd", "embedding": vector(rng), "text": "odd JSON", "doc_id": "d", "_node_content": odd},
+        ],
+    )
+    hits = ours.client.search(
+        ours.collection_name, data=[vector(rng)], limit=10, output_fields=ours.fields_to_fetch(("*",)), anns_field="embedding"
+    )[0]
+    assert len(hits) == len(nodes) + 2
+    mine = ours._parse_from_milvus_results([hits])
+    official = MilvusVectorStore._parse_from_milvus_results(ours, [hits])
+    assert mine[1:] == official[1:]  # scores, ids
+    for a, b in zip(mine[0], official[0], strict=True):  # the bare row's node gets a random id, both ways
+        assert (type(a), repr(a.model_dump(exclude={"id_"}))) == (type(b), repr(b.model_dump(exclude={"id_"})))
+        assert a.node_id == b.node_id or a.text == "no node json"
+    stored = {n.node_id: n for n in mine[0]}
+    assert stored["rich"].text == rich.text and stored["rich"].relationships == rich.relationships
+    assert stored["rich"].metadata == rich.metadata and isinstance(stored["index"], IndexNode)
+    assert stored["odd"].metadata["big"] == 10**30 + 1 and math.isnan(stored["odd"].metadata["nan"])

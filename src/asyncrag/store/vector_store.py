@@ -23,7 +23,8 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, NamedTuple
 
-from llama_index.core.schema import BaseNode
+import pydantic_core
+from llama_index.core.schema import BaseNode, TextNode
 from llama_index.core.vector_stores.types import VectorStoreQuery
 from llama_index.core.vector_stores.utils import node_to_metadata_dict
 from llama_index.vector_stores.milvus import MilvusVectorStore
@@ -48,6 +49,8 @@ BM25_PARAMS = {"metric_type": "BM25"}  # no drop_ratio_search: a short query's e
 # Node fields that `_parse_from_milvus_results` reads from a hit, besides the text field and
 # the store's `output_fields`.
 NODE_FIELDS = ("_node_content", "_node_type")
+# The `_node_type` values `metadata_dict_to_node` reads as a `TextNode` (any but Node, IndexNode, ImageNode).
+_PLAIN_TEXT_NODE = frozenset({"TextNode", None})
 
 NO_ASYNC_CLIENT = (
     "async methods need the async Milvus client, and this store was made with use_async_client=False: "
@@ -80,6 +83,24 @@ class _Query(NamedTuple):
 
 
 _Searches = Coalescer[SearchKey, _Query, list[Hit]]
+
+
+def _text_node(entity: dict[str, Any], text_key: str) -> TextNode | None:
+    """The `TextNode` that `metadata_dict_to_node` then `node.text = text` make of a hit, in one
+    validation; None when that is not sure to give the same node (another node type, no JSON,
+    a `text_resource` that would decide the text, a text that is not a string)."""
+    content, text = entity.get("_node_content"), entity.get(text_key)
+    if content is None or entity.get("_node_type") not in _PLAIN_TEXT_NODE or not isinstance(text, str):
+        return None
+    try:
+        data = pydantic_core.from_json(content)  # what json.loads gives (NaN, big ints), ~2x faster
+    except ValueError:  # e.g. a lone surrogate escape, which json.loads takes
+        return None
+    if not isinstance(data, dict) or "text_resource" in data:
+        return None
+    data.pop("class_name", None)
+    data["text"] = text
+    return TextNode(**data)
 
 
 def _worth_splitting(error: BaseException) -> bool:
@@ -231,6 +252,28 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
         hits = await searches.submit(key, _Query(vector, query.query_str if mode != "dense" else None))
         return self._parse_from_milvus_results([hits])
 
+    def _parse_from_milvus_results(self, results: list[Any]) -> Found:
+        """The official parse, with one step less per hit: the same nodes, ids and scores.
+
+        The official store validates a node from its JSON, then assigns the hit's text to it, which
+        pydantic validates again; here the text joins the JSON's fields before the one validation
+        (pydantic-core decodes them, ~2x faster than `json`). A hit whose node is not a plain
+        `TextNode`, or whose JSON names its text another way, takes the official path.
+        """
+        if len(results) != 1:
+            found: Found = super()._parse_from_milvus_results(results)
+            return found
+        nodes: list[BaseNode] = []
+        scores: list[float] = []
+        ids: list[str] = []
+        text_key = self.text_key
+        for hit in results[0]:
+            node: BaseNode | None = _text_node(hit["entity"], text_key)
+            nodes.append(node if node is not None else super()._parse_from_milvus_results([[hit]])[0][0])
+            scores.append(hit["distance"])
+            ids.append(self._get_id_from_hit(hit))
+        return nodes, scores, ids
+
     async def aflush_pending(self) -> None:
         """Wait until every coalesced request sent so far has been answered."""
         if self._coalescers is not None:
@@ -268,6 +311,9 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
             )
 
     def _prepare_before_search(self, query: VectorStoreQuery, **kwargs: Any) -> tuple[str, list[str]]:
+        if not query.doc_ids and not query.node_ids:  # nothing the official code would quote
+            prepared: tuple[str, list[str]] = super()._prepare_before_search(query, **kwargs)
+            return prepared
         plain = dataclasses.replace(query, doc_ids=None, node_ids=None)
         string_expr, output_fields = super()._prepare_before_search(plain, **kwargs)
         return expr.all_of(
@@ -293,7 +339,8 @@ class CoalescingMilvusVectorStore(MilvusVectorStore):
         loop, not once per call. AssertionError, because the official store asserts.
         """
         loop = asyncio.get_running_loop()
-        state = self._coalescers  # a pydantic private attribute: read it once (~2 us a read)
+        # Not self._coalescers: pydantic's __getattr__ for a private attribute costs ~2 us a call.
+        state = (self.__pydantic_private__ or {}).get("_coalescers")
         if state is None or state[0] is not loop:
             if self.aclient is None:
                 raise AssertionError(NO_ASYNC_CLIENT)
