@@ -37,7 +37,7 @@ It prints a table next to the tutorial's published numbers, writes the JSON, the
 beside it (matplotlib; without it, a warning and no chart):
 
     python benchmarks/tutorial_async.py [--quick] [--backends server,lite] [--sizes 10,100,1000]
-                                        [--repeat 5] [--out benchmarks/results/tutorial_async.json]
+                                        [--repeat 7] [--out benchmarks/results/tutorial_async.json]
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ ONE_REQUEST = "one request"
 # The same request with the client work any drop-in store must do per call, timed: rows built from
 # the nodes (add), the hits read into each caller's nodes (search).
 WITH_CLIENT = "one request + client"
-REPEAT = 5  # runs of each async experiment; a store's best counts, shares are the median
+REPEAT = 7  # runs of each async experiment; a store's best counts, shares are the median
 REPEAT_BUDGET_S = 10.0  # no more repeats once a store has spent this long on one cell
 
 # The tutorial's published timings (seconds), on its own Milvus server.
