@@ -641,10 +641,23 @@ def _backends(text: str) -> list[str]:
 
 
 def _sizes(text: str) -> list[int]:
-    sizes = [int(s) for s in _csv(text)]  # argparse reports a ValueError as an invalid value
-    if not sizes or min(sizes) < 1:
+    try:
+        sizes = [_positive(s) for s in _csv(text)]
+    except argparse.ArgumentTypeError:
+        sizes = []
+    if not sizes:
         raise argparse.ArgumentTypeError(f"{text!r}: positive call counts, e.g. 10,100,1000")
     return sizes
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a positive whole number")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -655,8 +668,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON path; the PNG chart goes next to it")
     parser.add_argument("--backends", type=_backends, default=",".join(BACKENDS), help="comma-separated: server,lite")
     parser.add_argument("--sizes", type=_sizes, default=",".join(map(str, SIZES)), help="comma-separated call counts")
-    parser.add_argument("--corpus", type=int, default=CORPUS, help="nodes added before the search experiments")
-    parser.add_argument("--repeat", type=int, default=REPEAT, help="runs of each async experiment; the best counts")
+    parser.add_argument("--corpus", type=_positive, default=CORPUS, help="nodes added before the search experiments")
+    parser.add_argument("--repeat", type=_positive, default=REPEAT, help="runs of each async experiment (7)")
     parser.add_argument("--server-uri", default=None, help="use this Milvus server instead of starting one")
     args = parser.parse_args(argv)
     report = run(

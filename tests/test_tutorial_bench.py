@@ -105,7 +105,14 @@ def test_quick_benchmark_script_on_both_backends(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
-    [("--backends", "lite,serverr", "choose from server,lite"), ("--sizes", "10,0", "positive call counts")],
+    [
+        ("--backends", "lite,serverr", "choose from server,lite"),
+        ("--sizes", "10,0", "positive call counts"),
+        ("--repeat", "0", "a positive whole number"),
+        ("--corpus", "-5", "a positive whole number"),
+        ("--repeat", "two", "'two': a positive whole number"),
+        ("--sizes", "10,ten", "positive call counts"),
+    ],
 )
 def test_bad_arguments_stop_before_any_run(
     flag: str, value: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
