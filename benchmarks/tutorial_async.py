@@ -190,9 +190,13 @@ def sync_search(store: MilvusVectorStore, num_queries: int) -> float:
 def one_request_add(store: CoalescingMilvusVectorStore, num_adding: int, *, client: bool = False) -> float:
     """One insert of all the rows; with `client`, building the rows from the nodes is timed too."""
     nodes = produce_nodes(num_adding)
-    rows = None if client else [store.row(node) for node in nodes]  # the rows both stores write
+
+    def rows() -> list[dict[str, Any]]:
+        return [store.row(node) for node in nodes]  # the rows both stores write
+
+    prebuilt = None if client else rows()
     start = time.perf_counter()
-    store.client.insert(store.collection_name, rows if rows is not None else [store.row(node) for node in nodes])
+    store.client.insert(store.collection_name, prebuilt if prebuilt is not None else rows())
     return time.perf_counter() - start
 
 
